@@ -1,0 +1,287 @@
+//! Message compression: the [`Compression`] trait, the built-in algorithms, and an ordered,
+//! user-extensible registry used for negotiation.
+//!
+//! Decompression is always bounded: a peer's gzip bomb stops at the receive limit and becomes
+//! `resource_exhausted`, without inflating past it.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use crate::{Code, Error};
+
+/// A compression algorithm.
+pub trait Compression: Send + Sync + 'static {
+    /// The name used in `*-encoding` headers (`gzip`).
+    fn name(&self) -> &'static str;
+    /// Appends the compressed form of `input` to `out`.
+    fn compress(&self, input: &[u8], out: &mut Vec<u8>) -> std::io::Result<()>;
+    /// A reader yielding the decompressed form of `input`.
+    fn decompressor<'a>(&self, input: &'a [u8]) -> Box<dyn Read + 'a>;
+}
+
+/// Decompresses `input` with `algo`, failing with `resource_exhausted` past `limit` bytes.
+pub fn decompress(algo: &dyn Compression, input: &[u8], limit: usize) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(input.len().saturating_mul(2).min(limit).min(1 << 20));
+    let reader = algo.decompressor(input);
+    let read = reader
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| {
+            Error::new(Code::Internal, format!("decompress {}: {e}", algo.name())).with_source(e)
+        })?;
+    if read > limit {
+        return Err(Error::resource_exhausted(format!(
+            "message is larger than the limit of {limit} bytes after decompression"
+        )));
+    }
+    Ok(out)
+}
+
+/// gzip (RFC 1952).
+#[cfg(feature = "gzip")]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gzip;
+
+#[cfg(feature = "gzip")]
+impl Compression for Gzip {
+    fn name(&self) -> &'static str {
+        "gzip"
+    }
+    fn compress(&self, input: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+        enc.write_all(input)?;
+        enc.finish()?;
+        Ok(())
+    }
+    fn decompressor<'a>(&self, input: &'a [u8]) -> Box<dyn Read + 'a> {
+        Box::new(flate2::read::GzDecoder::new(input))
+    }
+}
+
+/// deflate: the zlib format (RFC 1950), as HTTP's `deflate` coding means.
+#[cfg(feature = "gzip")]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Deflate;
+
+#[cfg(feature = "gzip")]
+impl Compression for Deflate {
+    fn name(&self) -> &'static str {
+        "deflate"
+    }
+    fn compress(&self, input: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut enc = flate2::write::ZlibEncoder::new(out, flate2::Compression::fast());
+        enc.write_all(input)?;
+        enc.finish()?;
+        Ok(())
+    }
+    fn decompressor<'a>(&self, input: &'a [u8]) -> Box<dyn Read + 'a> {
+        Box::new(flate2::read::ZlibDecoder::new(input))
+    }
+}
+
+/// Brotli.
+#[cfg(feature = "br")]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Brotli;
+
+#[cfg(feature = "br")]
+impl Compression for Brotli {
+    fn name(&self) -> &'static str {
+        "br"
+    }
+    fn compress(&self, input: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut enc = brotli::CompressorWriter::new(out, 4096, 4, 22);
+        enc.write_all(input)?;
+        enc.flush()?;
+        Ok(())
+    }
+    fn decompressor<'a>(&self, input: &'a [u8]) -> Box<dyn Read + 'a> {
+        Box::new(brotli::Decompressor::new(input, 4096))
+    }
+}
+
+/// Zstandard.
+#[cfg(feature = "zstd")]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Zstd;
+
+#[cfg(feature = "zstd")]
+impl Compression for Zstd {
+    fn name(&self) -> &'static str {
+        "zstd"
+    }
+    fn compress(&self, input: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+        let compressed = zstd::bulk::compress(input, 3)?;
+        out.extend_from_slice(&compressed);
+        Ok(())
+    }
+    fn decompressor<'a>(&self, input: &'a [u8]) -> Box<dyn Read + 'a> {
+        match zstd::stream::read::Decoder::with_buffer(input) {
+            Ok(d) => Box::new(d),
+            Err(e) => Box::new(FailingReader(Some(e))),
+        }
+    }
+}
+
+#[cfg(feature = "zstd")]
+struct FailingReader(Option<std::io::Error>);
+
+#[cfg(feature = "zstd")]
+impl Read for FailingReader {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(self
+            .0
+            .take()
+            .unwrap_or_else(|| std::io::Error::other("decoder failed")))
+    }
+}
+
+/// The algorithms a server or client accepts, in order of preference.
+#[derive(Clone)]
+pub struct Registry {
+    algos: Vec<Arc<dyn Compression>>,
+    min_size: usize,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("algos", &self.names().collect::<Vec<_>>())
+            .field("min_size", &self.min_size)
+            .finish()
+    }
+}
+
+impl Default for Registry {
+    /// Every built-in algorithm the enabled features provide, preferring gzip, then zstd, br
+    /// and deflate; a 1 KiB minimum size before compressing outgoing messages.
+    fn default() -> Self {
+        let mut r = Self::empty();
+        #[cfg(feature = "gzip")]
+        r.push(Gzip);
+        #[cfg(feature = "zstd")]
+        r.push(Zstd);
+        #[cfg(feature = "br")]
+        r.push(Brotli);
+        #[cfg(feature = "gzip")]
+        r.push(Deflate);
+        r
+    }
+}
+
+impl Registry {
+    /// A registry with no algorithm (identity only).
+    pub fn empty() -> Self {
+        Self {
+            algos: Vec::new(),
+            min_size: 1024,
+        }
+    }
+
+    /// Adds an algorithm at the lowest preference, replacing one with the same name.
+    pub fn push(&mut self, algo: impl Compression) -> &mut Self {
+        self.algos.retain(|a| a.name() != algo.name());
+        self.algos.push(Arc::new(algo));
+        self
+    }
+
+    /// Builder form of [`push`](Self::push).
+    pub fn with(mut self, algo: impl Compression) -> Self {
+        self.push(algo);
+        self
+    }
+
+    /// Messages smaller than this are sent uncompressed (default 1024 bytes).
+    pub fn with_min_size(mut self, min_size: usize) -> Self {
+        self.min_size = min_size;
+        self
+    }
+
+    /// The minimum size to compress.
+    pub fn min_size(&self) -> usize {
+        self.min_size
+    }
+
+    /// Looks up an algorithm by name (`identity` is not an algorithm).
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Compression>> {
+        self.algos.iter().find(|a| a.name() == name).cloned()
+    }
+
+    /// The names, in order of preference.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.algos.iter().map(|a| a.name())
+    }
+
+    /// The `accept-encoding` value advertising every algorithm (`gzip,zstd,br,deflate`).
+    pub fn accept_header(&self) -> String {
+        self.names().collect::<Vec<_>>().join(",")
+    }
+
+    /// Picks the algorithm to answer with: the request's own encoding when the peer accepts
+    /// it, else the first of ours the peer lists in `accept`.
+    pub(crate) fn negotiate(
+        &self,
+        request_encoding: Option<&Arc<dyn Compression>>,
+        accept: Option<&str>,
+    ) -> Option<Arc<dyn Compression>> {
+        if let Some(algo) = request_encoding {
+            return Some(algo.clone());
+        }
+        let accept = accept?;
+        crate::headers::split_list(accept)
+            .map(|item| item.split(';').next().unwrap_or("").trim())
+            .find_map(|name| self.get(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> Registry {
+        Registry::default()
+    }
+
+    #[test]
+    fn every_algorithm_round_trips() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        for name in ["gzip", "zstd", "br", "deflate"] {
+            let algo = all().get(name).unwrap();
+            let mut out = Vec::new();
+            algo.compress(&data, &mut out).unwrap();
+            assert!(out.len() < data.len(), "{name} compresses");
+            assert_eq!(decompress(algo.as_ref(), &out, data.len()).unwrap(), data);
+            let err = decompress(algo.as_ref(), &out, data.len() - 1).unwrap_err();
+            assert_eq!(err.code(), Code::ResourceExhausted, "{name} bounded");
+        }
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for name in ["gzip", "zstd", "br", "deflate"] {
+            let algo = all().get(name).unwrap();
+            assert!(
+                decompress(algo.as_ref(), b"\x00\x01garbage", 100).is_err(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn negotiation_prefers_the_request_encoding() {
+        let r = all();
+        let gz = r.get("gzip");
+        assert_eq!(r.negotiate(gz.as_ref(), Some("br")).unwrap().name(), "gzip");
+        assert_eq!(
+            r.negotiate(None, Some("snappy, br;q=1, gzip"))
+                .unwrap()
+                .name(),
+            "br"
+        );
+        assert!(r.negotiate(None, Some("snappy")).is_none());
+        assert_eq!(r.accept_header(), "gzip,zstd,br,deflate");
+    }
+}

@@ -1,0 +1,614 @@
+//! Routing: procedure path -> handler, and the request side of every protocol (content-type
+//! negotiation, compression, timeouts, limits). The [`Router`] is a `tower::Service`.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::FutureExt as _;
+use http::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use http::{HeaderMap, Method, StatusCode};
+use http_body_util::BodyExt as _;
+
+use crate::codec::Message;
+use crate::compression::{Compression, Registry, decompress};
+use crate::cors::Cors;
+use crate::error::BoxError;
+use crate::handler::{self, CallInput, ErasedHandler, Input, SharedHandler};
+use crate::headers;
+use crate::protocol::{Classified, ContentType, Protocol, classify, connect};
+use crate::respond::{
+    self, Call, error_response, immediate_error, negotiate, unsupported_encoding,
+};
+use crate::stream::{
+    Body, FrameReader, FrameSource, FrameWriter, ResponseStream, Streaming, boxed_body, empty_body,
+};
+use crate::timeout::{parse_connect_timeout, parse_grpc_timeout};
+use crate::{Code, Error, Idempotency, Request, Response, Spec, StreamType};
+
+/// Default receive limit: 4 MiB per message, after decompression.
+pub const DEFAULT_RECEIVE_LIMIT: usize = 4 * 1024 * 1024;
+
+#[derive(Clone)]
+struct Route {
+    spec: Spec,
+    handler: SharedHandler,
+}
+
+#[derive(Clone)]
+struct Inner {
+    routes: HashMap<&'static str, Route>,
+    compression: Registry,
+    receive_limit: usize,
+    send_limit: usize,
+    require_protocol_header: bool,
+    cors: Option<Cors>,
+}
+
+/// Routes RPCs to handlers and speaks Connect, gRPC and gRPC-Web on the same paths.
+///
+/// Build it with the registration functions generated code emits (or the `unary`,
+/// `server_stream`, `client_stream` and `bidi_stream` methods), then serve it with
+/// [`Server`](crate::server::Server) or mount it in axum: it is a
+/// `tower::Service<http::Request<B>>` for any body of bytes.
+#[derive(Clone)]
+pub struct Router {
+    inner: Arc<Inner>,
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut procedures: Vec<_> = self.inner.routes.keys().collect();
+        procedures.sort();
+        f.debug_struct("Router")
+            .field("procedures", &procedures)
+            .field("compression", &self.inner.compression)
+            .field("receive_limit", &self.inner.receive_limit)
+            .field("send_limit", &self.inner.send_limit)
+            .finish()
+    }
+}
+
+impl Router {
+    /// An empty router with the default options: every built-in compression, a 4 MiB receive
+    /// limit, no send limit, `connect-protocol-version` optional, no CORS.
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                routes: HashMap::new(),
+                compression: Registry::default(),
+                receive_limit: DEFAULT_RECEIVE_LIMIT,
+                send_limit: usize::MAX,
+                require_protocol_header: false,
+                cors: None,
+            }),
+        }
+    }
+
+    fn inner_mut(&mut self) -> &mut Inner {
+        Arc::make_mut(&mut self.inner)
+    }
+
+    fn route(mut self, spec: Spec, handler: impl ErasedHandler) -> Self {
+        self.inner_mut().routes.insert(
+            spec.procedure,
+            Route {
+                spec,
+                handler: Arc::new(handler),
+            },
+        );
+        self
+    }
+
+    /// Registers a unary handler.
+    pub fn unary<Req, Res, F, Fut>(self, spec: Spec, handler: F) -> Self
+    where
+        Req: Message,
+        Res: Message,
+        F: Fn(Request<Req>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response<Res>, Error>> + Send + 'static,
+    {
+        self.route(spec, handler::Unary::new(handler))
+    }
+
+    /// Registers a server-streaming handler.
+    pub fn server_stream<Req, Res, F, Fut>(self, spec: Spec, handler: F) -> Self
+    where
+        Req: Message,
+        Res: Message,
+        F: Fn(Request<Req>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response<ResponseStream<Res>>, Error>> + Send + 'static,
+    {
+        self.route(spec, handler::ServerStream::new(handler))
+    }
+
+    /// Registers a client-streaming handler.
+    pub fn client_stream<Req, Res, F, Fut>(self, spec: Spec, handler: F) -> Self
+    where
+        Req: Message,
+        Res: Message,
+        F: Fn(Request<Streaming<Req>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response<Res>, Error>> + Send + 'static,
+    {
+        self.route(spec, handler::ClientStream::new(handler))
+    }
+
+    /// Registers a bidirectional-streaming handler.
+    pub fn bidi_stream<Req, Res, F, Fut>(self, spec: Spec, handler: F) -> Self
+    where
+        Req: Message,
+        Res: Message,
+        F: Fn(Request<Streaming<Req>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response<ResponseStream<Res>>, Error>> + Send + 'static,
+    {
+        self.route(spec, handler::BidiStream::new(handler))
+    }
+
+    /// Merges another router's routes into this one (this router's options are kept).
+    pub fn merge(mut self, other: Router) -> Self {
+        let routes = other.inner.routes.clone();
+        self.inner_mut().routes.extend(routes);
+        self
+    }
+
+    /// Sets the compression algorithms accepted and offered (default: all built-in ones).
+    pub fn compression(mut self, registry: Registry) -> Self {
+        self.inner_mut().compression = registry;
+        self
+    }
+
+    /// Sets the largest message accepted, after decompression (default 4 MiB).
+    pub fn receive_limit(mut self, bytes: usize) -> Self {
+        self.inner_mut().receive_limit = bytes;
+        self
+    }
+
+    /// Sets the largest message sent, before compression (default: unlimited).
+    pub fn send_limit(mut self, bytes: usize) -> Self {
+        self.inner_mut().send_limit = bytes;
+        self
+    }
+
+    /// Requires Connect requests to carry `connect-protocol-version: 1` (or `connect=v1` for
+    /// GET). Default: not required.
+    pub fn require_connect_protocol_header(mut self, required: bool) -> Self {
+        self.inner_mut().require_protocol_header = required;
+        self
+    }
+
+    /// Answers CORS preflights and adds CORS headers, for browser clients on other origins.
+    /// Default: off.
+    pub fn cors(mut self, cors: Cors) -> Self {
+        self.inner_mut().cors = Some(cors);
+        self
+    }
+
+    /// The registered procedures' specs, sorted by path.
+    pub fn specs(&self) -> Vec<Spec> {
+        let mut specs: Vec<Spec> = self.inner.routes.values().map(|r| r.spec).collect();
+        specs.sort_by_key(|s| s.procedure);
+        specs
+    }
+
+    /// Handles one HTTP request.
+    pub async fn handle(&self, request: http::Request<Body>) -> http::Response<Body> {
+        let origin = request.headers().get(http::header::ORIGIN).cloned();
+        let mut response = self.inner.dispatch(request).await;
+        if let (Some(cors), Some(origin)) = (&self.inner.cors, origin) {
+            cors.decorate(&origin, response.headers_mut());
+        }
+        response
+    }
+}
+
+impl<B> tower_service::Service<http::Request<B>> for Router
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Into<Bytes> + bytes::Buf,
+    B::Error: Into<BoxError>,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let router = self.clone();
+        let request = request.map(boxed_body);
+        Box::pin(async move { Ok(router.handle(request).await) })
+    }
+}
+
+fn body_error(e: BoxError) -> Error {
+    Error::canceled(format!("reading the request body failed: {e}"))
+}
+
+struct Head {
+    content_type: ContentType,
+    request_compression: Option<Arc<dyn Compression>>,
+    response_compression: Option<Arc<dyn Compression>>,
+    deadline: Option<Instant>,
+}
+
+impl Inner {
+    async fn dispatch(&self, request: http::Request<Body>) -> http::Response<Body> {
+        if request.method() == Method::OPTIONS {
+            if let Some(cors) = &self.cors {
+                return cors.preflight(request.headers());
+            }
+        }
+        let (parts, body) = request.into_parts();
+        let content_type = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let classified = classify(&content_type);
+        let Some(route) = self.routes.get(parts.uri.path()) else {
+            return not_found(classified, parts.uri.path());
+        };
+        let spec = route.spec;
+        let get_allowed =
+            spec.stream_type == StreamType::Unary && spec.idempotency == Idempotency::NoSideEffects;
+        if parts.method == Method::GET && get_allowed {
+            return self.connect_get(route, parts).await;
+        }
+        if parts.method != Method::POST {
+            return method_not_allowed(get_allowed);
+        }
+        let ct = match classified {
+            Classified::Known(ct) if ct_fits(ct, spec.stream_type) => ct,
+            _ => return unsupported_media_type(spec.stream_type),
+        };
+        let head = match self.read_head(ct, &parts.headers) {
+            Ok(head) => head,
+            Err(err) => return immediate_error(ct, &err),
+        };
+        let input = if ct.protocol == Protocol::Connect && ct.variant {
+            match self
+                .read_unary_body(body, head.request_compression.as_ref())
+                .await
+            {
+                Ok(bytes) => Input::Single(bytes),
+                Err(err) => return immediate_error(ct, &err),
+            }
+        } else {
+            let text = ct.protocol == Protocol::GrpcWeb && ct.variant;
+            let source = FrameSource::new(body, self.receive_limit, text, body_error);
+            let mut reader = FrameReader::new(
+                source,
+                head.request_compression.clone(),
+                self.receive_limit,
+                0,
+            );
+            let raw = futures_util::stream::poll_fn(move |cx| {
+                reader.poll_frame(cx).map(|f| {
+                    f.map(|r| {
+                        r.map(|frame| match frame {
+                            crate::stream::Frame::Message(b) | crate::stream::Frame::Control(b) => {
+                                b
+                            }
+                        })
+                    })
+                })
+            });
+            Input::Stream(Box::pin(raw))
+        };
+        self.call(route, ct, head, parts.headers, parts.extensions, input)
+            .await
+    }
+
+    async fn call(
+        &self,
+        route: &Route,
+        ct: ContentType,
+        head: Head,
+        headers: HeaderMap,
+        extensions: http::Extensions,
+        input: Input,
+    ) -> http::Response<Body> {
+        let call_input = CallInput {
+            headers,
+            extensions,
+            deadline: head.deadline,
+            codec: ct.codec,
+            input,
+            spec: route.spec,
+        };
+        let fut = std::panic::AssertUnwindSafe(route.handler.call(call_input)).catch_unwind();
+        let result = match head.deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline.into(), fut).await {
+                Ok(r) => r,
+                Err(_) => Ok(Err(Error::deadline_exceeded("the deadline expired"))),
+            },
+            None => fut.await,
+        };
+        let result = result.unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(procedure = route.spec.procedure, panic = %what, "handler panicked");
+            Err(Error::internal("handler panicked"))
+        });
+        let writer = FrameWriter {
+            codec: ct.codec,
+            compression: head.response_compression,
+            min_size: self.compression.min_size(),
+            send_limit: self.send_limit,
+        };
+        respond::respond(
+            Call {
+                content_type: ct,
+                writer,
+                deadline: head.deadline,
+            },
+            result,
+        )
+    }
+
+    fn read_head(&self, ct: ContentType, h: &HeaderMap) -> Result<Head, Error> {
+        let unary_connect = ct.protocol == Protocol::Connect && ct.variant;
+        let (enc_name, accept_name) = match ct.protocol {
+            Protocol::Connect if unary_connect => {
+                (headers::CONTENT_ENCODING, headers::ACCEPT_ENCODING)
+            }
+            Protocol::Connect => (
+                headers::CONNECT_CONTENT_ENCODING,
+                headers::CONNECT_ACCEPT_ENCODING,
+            ),
+            Protocol::Grpc | Protocol::GrpcWeb => {
+                (headers::GRPC_ENCODING, headers::GRPC_ACCEPT_ENCODING)
+            }
+        };
+        if ct.protocol == Protocol::Connect {
+            match h.get(headers::CONNECT_PROTOCOL_VERSION) {
+                Some(v) if v != "1" => {
+                    return Err(Error::invalid_argument(format!(
+                        "connect-protocol-version must be \"1\": got {v:?}"
+                    )));
+                }
+                None if self.require_protocol_header => {
+                    return Err(Error::invalid_argument(
+                        "missing required header: connect-protocol-version",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let request_compression = self.lookup_encoding(h.get(enc_name))?;
+        let response_compression = negotiate(
+            &self.compression,
+            request_compression.as_ref(),
+            h.get(accept_name),
+        );
+        let deadline = match ct.protocol {
+            Protocol::Connect => h.get(headers::CONNECT_TIMEOUT_MS).map(|v| {
+                parse_connect_timeout(v.as_bytes()).ok_or_else(|| {
+                    Error::invalid_argument(format!("invalid connect-timeout-ms {v:?}"))
+                })
+            }),
+            Protocol::Grpc | Protocol::GrpcWeb => h.get(headers::GRPC_TIMEOUT).map(|v| {
+                parse_grpc_timeout(v.as_bytes())
+                    .ok_or_else(|| Error::invalid_argument(format!("invalid grpc-timeout {v:?}")))
+            }),
+        }
+        .transpose()?
+        .map(deadline_from);
+        Ok(Head {
+            content_type: ct,
+            request_compression,
+            response_compression,
+            deadline,
+        })
+    }
+
+    fn lookup_encoding(
+        &self,
+        value: Option<&HeaderValue>,
+    ) -> Result<Option<Arc<dyn Compression>>, Error> {
+        let Some(value) = value else { return Ok(None) };
+        let name = value.to_str().unwrap_or("").trim();
+        if name.is_empty() || name == "identity" {
+            return Ok(None);
+        }
+        self.compression
+            .get(name)
+            .map(Some)
+            .ok_or_else(|| unsupported_encoding(name, &self.compression))
+    }
+
+    async fn read_unary_body(
+        &self,
+        body: Body,
+        compression: Option<&Arc<dyn Compression>>,
+    ) -> Result<Bytes, Error> {
+        let mut body = body;
+        let mut buf = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(body_error)?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > self.receive_limit {
+                    return Err(Error::resource_exhausted(format!(
+                        "request body is larger than the limit of {} bytes",
+                        self.receive_limit
+                    )));
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        let bytes = buf.freeze();
+        self.decompress_unary(bytes, compression)
+    }
+
+    fn decompress_unary(
+        &self,
+        bytes: Bytes,
+        compression: Option<&Arc<dyn Compression>>,
+    ) -> Result<Bytes, Error> {
+        match compression {
+            // Never decompress an empty body: it is the empty message whatever the encoding.
+            Some(algo) if !bytes.is_empty() => {
+                decompress(algo.as_ref(), &bytes, self.receive_limit).map(Bytes::from)
+            }
+            _ if bytes.len() > self.receive_limit => Err(Error::resource_exhausted(format!(
+                "message is larger than the limit of {} bytes",
+                self.receive_limit
+            ))),
+            _ => Ok(bytes),
+        }
+    }
+
+    async fn connect_get(
+        &self,
+        route: &Route,
+        parts: http::request::Parts,
+    ) -> http::Response<Body> {
+        let query = parts.uri.query().unwrap_or("");
+        let fallback = ContentType {
+            protocol: Protocol::Connect,
+            codec: crate::Codec::Proto,
+            variant: true,
+        };
+        let q = match connect::parse_get_query(query) {
+            Ok(q) => q,
+            Err(err) => return immediate_error(fallback, &err),
+        };
+        let Some(codec) = crate::Codec::from_name(&q.encoding) else {
+            return unsupported_media_type(StreamType::Unary);
+        };
+        let ct = ContentType {
+            protocol: Protocol::Connect,
+            codec,
+            variant: true,
+        };
+        if self.require_protocol_header && q.connect_version.as_deref() != Some("v1") {
+            return immediate_error(
+                ct,
+                &Error::invalid_argument("missing required query parameter connect=v1"),
+            );
+        }
+        if let Some(v) = q.connect_version.as_deref().filter(|v| *v != "v1") {
+            return immediate_error(
+                ct,
+                &Error::invalid_argument(format!("unsupported connect version {v:?}")),
+            );
+        }
+        let request_compression = match self.lookup_encoding(
+            q.compression
+                .as_deref()
+                .and_then(|c| HeaderValue::from_str(c).ok())
+                .as_ref(),
+        ) {
+            Ok(c) => c,
+            Err(err) => return immediate_error(ct, &err),
+        };
+        let message =
+            match self.decompress_unary(Bytes::from(q.message), request_compression.as_ref()) {
+                Ok(m) => m,
+                Err(err) => return immediate_error(ct, &err),
+            };
+        let deadline = match parts.headers.get(headers::CONNECT_TIMEOUT_MS) {
+            Some(v) => match parse_connect_timeout(v.as_bytes()) {
+                Some(d) => Some(deadline_from(d)),
+                None => {
+                    return immediate_error(
+                        ct,
+                        &Error::invalid_argument(format!("invalid connect-timeout-ms {v:?}")),
+                    );
+                }
+            },
+            None => None,
+        };
+        let response_compression = negotiate(
+            &self.compression,
+            None,
+            parts.headers.get(headers::ACCEPT_ENCODING),
+        );
+        let head = Head {
+            content_type: ct,
+            request_compression: None,
+            response_compression,
+            deadline,
+        };
+        self.call(
+            route,
+            head.content_type,
+            head,
+            parts.headers,
+            parts.extensions,
+            Input::Single(message),
+        )
+        .await
+    }
+}
+
+fn deadline_from(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or(now + Duration::from_secs(86400 * 365))
+}
+
+fn ct_fits(ct: ContentType, stream_type: StreamType) -> bool {
+    match ct.protocol {
+        // Connect unary procedures take un-enveloped bodies; streaming ones take envelopes.
+        Protocol::Connect => ct.variant == (stream_type == StreamType::Unary),
+        Protocol::Grpc | Protocol::GrpcWeb => true,
+    }
+}
+
+fn not_found(classified: Classified, path: &str) -> http::Response<Body> {
+    let err = Error::unimplemented(format!("unknown procedure {path}"));
+    match classified {
+        Classified::Known(ct) if ct.protocol != Protocol::Connect => immediate_error(ct, &err),
+        Classified::UnknownCodec(p) if p != Protocol::Connect => error_response(p, &err),
+        _ => {
+            let mut res = error_response(Protocol::Connect, &err);
+            *res.status_mut() = StatusCode::NOT_FOUND;
+            res
+        }
+    }
+}
+
+fn method_not_allowed(get_allowed: bool) -> http::Response<Body> {
+    let mut res = http::Response::new(empty_body());
+    *res.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    let allow = if get_allowed { "GET, POST" } else { "POST" };
+    res.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    res
+}
+
+fn unsupported_media_type(stream_type: StreamType) -> http::Response<Body> {
+    let mut res = http::Response::new(empty_body());
+    *res.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+    let accept = if stream_type == StreamType::Unary {
+        "application/proto, application/json, application/grpc, application/grpc+proto, application/grpc+json, application/grpc-web, application/grpc-web+proto, application/grpc-web+json, application/grpc-web-text"
+    } else {
+        "application/connect+proto, application/connect+json, application/grpc, application/grpc+proto, application/grpc+json, application/grpc-web, application/grpc-web+proto, application/grpc-web+json, application/grpc-web-text"
+    };
+    res.headers_mut()
+        .insert("accept-post", HeaderValue::from_static(accept));
+    res
+}
+
+#[allow(dead_code)] // reason: kept for the interceptor layer, which reuses the error writer
+pub(crate) fn error_for(protocol: Protocol, code: Code, message: &str) -> http::Response<Body> {
+    error_response(protocol, &Error::new(code, message))
+}

@@ -1,0 +1,388 @@
+//! The protocol-agnostic message pipeline used by server and client alike:
+//! deframe -> decompress -> decode on the way in, encode -> compress -> frame on the way out,
+//! with size limits on both sides.
+
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+
+use base64::Engine as _;
+use bytes::{Bytes, BytesMut};
+use futures_core::Stream;
+use http::HeaderMap;
+use http_body::Body as _;
+
+use crate::codec::{Codec, Message};
+use crate::compression::{Compression, decompress};
+use crate::envelope::{self, Decoder, Envelope};
+use crate::error::BoxError;
+use crate::{Code, Error};
+
+/// The HTTP body type Volley produces and accepts: any boxed body of [`Bytes`].
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+/// A boxed stream of messages a handler returns for streaming responses.
+pub type ResponseStream<M> = Pin<Box<dyn Stream<Item = Result<M, Error>> + Send + 'static>>;
+
+pub(crate) type RawStream = Pin<Box<dyn Stream<Item = Result<Bytes, Error>> + Send + 'static>>;
+
+/// An empty body.
+pub(crate) fn empty_body() -> Body {
+    use http_body_util::BodyExt as _;
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A body of one chunk.
+pub(crate) fn full_body(bytes: impl Into<Bytes>) -> Body {
+    use http_body_util::BodyExt as _;
+    http_body_util::Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// Boxes any body of bytes into [`Body`].
+pub fn boxed_body<B>(body: B) -> Body
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Into<Bytes> + bytes::Buf,
+    B::Error: Into<BoxError>,
+{
+    use http_body_util::BodyExt as _;
+    fn to_box<E: Into<BoxError>>(e: E) -> BoxError {
+        e.into()
+    }
+    body.map_frame(|f| f.map_data(Into::into))
+        .map_err(to_box::<B::Error>)
+        .boxed_unsync()
+}
+
+/// Reads envelopes from an HTTP body, base64-decoding first for gRPC-Web text.
+pub(crate) struct FrameSource {
+    body: Body,
+    buf: BytesMut,
+    decoder: Decoder,
+    done: bool,
+    http_trailers: Option<HeaderMap>,
+    text: Option<Vec<u8>>,
+    body_error: fn(BoxError) -> Error,
+}
+
+impl FrameSource {
+    pub(crate) fn new(
+        body: Body,
+        limit: usize,
+        text: bool,
+        body_error: fn(BoxError) -> Error,
+    ) -> Self {
+        Self {
+            body,
+            buf: BytesMut::new(),
+            decoder: Decoder::new(limit),
+            done: false,
+            http_trailers: None,
+            text: text.then(Vec::new),
+            body_error,
+        }
+    }
+
+    /// HTTP trailers seen at the end of the body, if any.
+    pub(crate) fn take_http_trailers(&mut self) -> Option<HeaderMap> {
+        self.http_trailers.take()
+    }
+
+    fn feed(&mut self, data: Bytes) -> Result<(), Error> {
+        match &mut self.text {
+            None => self.buf.extend_from_slice(&data),
+            Some(pending) => {
+                pending.extend(data.iter().copied().filter(|b| !b.is_ascii_whitespace()));
+                let whole = pending.len() / 4 * 4;
+                decode_base64_groups(&pending[..whole], &mut self.buf)?;
+                pending.drain(..whole);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn poll_envelope(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Envelope>, Error>> {
+        loop {
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Some(env)) => return Poll::Ready(Ok(Some(env))),
+                Ok(None) => {}
+                Err(too_large) => {
+                    return Poll::Ready(Err(Error::resource_exhausted(too_large.to_string())));
+                }
+            }
+            if self.done {
+                if let Some(pending) = &self.text {
+                    if !pending.is_empty() {
+                        let rest = std::mem::take(self.text.as_mut().unwrap_or(&mut Vec::new()));
+                        decode_base64_groups(&rest, &mut self.buf)?;
+                        continue;
+                    }
+                }
+                if !self.buf.is_empty() {
+                    let n = self.buf.len();
+                    self.buf.clear();
+                    return Poll::Ready(Err(Error::invalid_argument(format!(
+                        "protocol error: incomplete envelope: {n} bytes left at end of body"
+                    ))));
+                }
+                return Poll::Ready(Ok(None));
+            }
+            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => self.feed(data)?,
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers() {
+                            match &mut self.http_trailers {
+                                Some(t) => t.extend(trailers),
+                                None => self.http_trailers = Some(trailers),
+                            }
+                        }
+                    }
+                },
+                Some(Err(e)) => {
+                    self.done = true;
+                    self.buf.clear();
+                    return Poll::Ready(Err((self.body_error)(e)));
+                }
+                None => self.done = true,
+            }
+        }
+    }
+}
+
+fn decode_base64_groups(input: &[u8], out: &mut BytesMut) -> Result<(), Error> {
+    // Each 4-character group decodes on its own, so padded chunks concatenated by a sender
+    // that base64-encodes every write separately still decode.
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let mut scratch = [0u8; 3];
+    for group in input.chunks(4) {
+        let n = engine
+            .decode_slice(pad_group(group).as_slice(), &mut scratch)
+            .map_err(|e| {
+                Error::invalid_argument(format!("invalid base64 in grpc-web-text body: {e}"))
+            })?;
+        out.extend_from_slice(&scratch[..n]);
+    }
+    Ok(())
+}
+
+fn pad_group(group: &[u8]) -> Vec<u8> {
+    let mut g = group.to_vec();
+    while g.len() < 4 {
+        g.push(b'=');
+    }
+    g
+}
+
+/// What a [`FrameReader`] yields.
+pub(crate) enum Frame {
+    /// A message payload, decompressed.
+    Message(Bytes),
+    /// A control frame (Connect end-stream, gRPC-Web trailers), decompressed, with its flags.
+    Control(Bytes),
+}
+
+/// Turns envelopes into decompressed messages, enforcing the receive limit on the
+/// decompressed size.
+pub(crate) struct FrameReader {
+    pub(crate) source: FrameSource,
+    compression: Option<Arc<dyn Compression>>,
+    limit: usize,
+    control_flag: u8,
+}
+
+impl FrameReader {
+    pub(crate) fn new(
+        source: FrameSource,
+        compression: Option<Arc<dyn Compression>>,
+        limit: usize,
+        control_flag: u8,
+    ) -> Self {
+        Self {
+            source,
+            compression,
+            limit,
+            control_flag,
+        }
+    }
+
+    pub(crate) fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame, Error>>> {
+        let env = match ready!(self.source.poll_envelope(cx)) {
+            Ok(Some(env)) => env,
+            Ok(None) => return Poll::Ready(None),
+            Err(e) => return Poll::Ready(Some(Err(e))),
+        };
+        let control = self.control_flag != 0 && env.flags & self.control_flag != 0;
+        let data = if env.is_compressed() {
+            match &self.compression {
+                Some(algo) => match decompress(algo.as_ref(), &env.data, self.limit) {
+                    Ok(d) => Bytes::from(d),
+                    Err(e) => return Poll::Ready(Some(Err(e))),
+                },
+                None => {
+                    return Poll::Ready(Some(Err(Error::internal(
+                        "protocol error: received a compressed message without a message encoding",
+                    ))));
+                }
+            }
+        } else {
+            env.data
+        };
+        Poll::Ready(Some(Ok(if control {
+            Frame::Control(data)
+        } else {
+            Frame::Message(data)
+        })))
+    }
+}
+
+/// A stream of incoming messages: request messages on the server, response messages on the
+/// client. Read with [`message`](Self::message) or as a [`Stream`].
+pub struct Streaming<M> {
+    raw: RawStream,
+    codec: Codec,
+    trailers: Arc<Mutex<HeaderMap>>,
+    _message: PhantomData<fn() -> M>,
+}
+
+impl<M> std::fmt::Debug for Streaming<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streaming")
+            .field("codec", &self.codec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: Message> Streaming<M> {
+    pub(crate) fn new(raw: RawStream, codec: Codec, trailers: Arc<Mutex<HeaderMap>>) -> Self {
+        Self {
+            raw,
+            codec,
+            trailers,
+            _message: PhantomData,
+        }
+    }
+
+    /// A stream over already-decoded messages (handy in tests and interceptors).
+    pub fn from_messages(messages: impl IntoIterator<Item = M>) -> Self
+    where
+        M: Clone,
+    {
+        let mut encoded = Vec::new();
+        let mut err = None;
+        for m in messages {
+            let mut buf = BytesMut::new();
+            match m.encode_proto(&mut buf) {
+                Ok(()) => encoded.push(Ok(buf.freeze())),
+                Err(e) => err = Some(e),
+            }
+        }
+        if let Some(e) = err {
+            encoded.push(Err(e));
+        }
+        Self::new(
+            Box::pin(futures_util::stream::iter(encoded)),
+            Codec::Proto,
+            Arc::default(),
+        )
+    }
+
+    /// The next message, `Ok(None)` at a clean end of stream.
+    pub async fn message(&mut self) -> Result<Option<M>, Error> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx))
+            .await
+            .transpose()
+    }
+
+    /// Trailers received so far: complete once the stream has ended (client side).
+    pub fn trailers(&self) -> HeaderMap {
+        self.trailers.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+}
+
+impl<M: Message> Stream for Streaming<M> {
+    type Item = Result<M, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let codec = self.codec;
+        match ready!(self.raw.as_mut().poll_next(cx)) {
+            Some(Ok(bytes)) => Poll::Ready(Some(codec.decode(bytes))),
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+/// Encodes, compresses (above the size threshold) and frames outgoing messages.
+#[derive(Clone)]
+pub(crate) struct FrameWriter {
+    pub(crate) codec: Codec,
+    pub(crate) compression: Option<Arc<dyn Compression>>,
+    pub(crate) min_size: usize,
+    pub(crate) send_limit: usize,
+}
+
+impl FrameWriter {
+    /// Compresses an encoded message if worthwhile; returns the bytes and whether compressed.
+    pub(crate) fn compress(&self, encoded: Bytes) -> Result<(Bytes, bool), Error> {
+        if encoded.len() > self.send_limit {
+            return Err(Error::resource_exhausted(format!(
+                "message size {} exceeds the send limit of {} bytes",
+                encoded.len(),
+                self.send_limit
+            )));
+        }
+        match &self.compression {
+            Some(algo) if encoded.len() >= self.min_size => {
+                let mut out = Vec::with_capacity(encoded.len() / 2);
+                algo.compress(&encoded, &mut out)
+                    .map_err(|e| Error::from_source(Code::Internal, e))?;
+                Ok((Bytes::from(out), true))
+            }
+            _ => Ok((encoded, false)),
+        }
+    }
+
+    /// Frames an encoded message into `out`.
+    pub(crate) fn write_frame(&self, encoded: Bytes, out: &mut BytesMut) -> Result<(), Error> {
+        let (data, compressed) = self.compress(encoded)?;
+        let flags = if compressed {
+            envelope::FLAG_COMPRESSED
+        } else {
+            0
+        };
+        envelope::encode(flags, &data, out);
+        Ok(())
+    }
+
+    /// Encodes a message with the codec.
+    pub(crate) fn encode<M: Message>(&self, message: &M) -> Result<Bytes, Error> {
+        let mut buf = BytesMut::new();
+        self.codec.encode(message, &mut buf)?;
+        Ok(buf.freeze())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_groups_accept_concatenated_padded_chunks() {
+        let mut out = BytesMut::new();
+        decode_base64_groups(b"AA==AQI=", &mut out).unwrap();
+        assert_eq!(&out[..], &[0, 1, 2]);
+        assert!(decode_base64_groups(b"!!!!", &mut BytesMut::new()).is_err());
+    }
+}
