@@ -8,6 +8,7 @@
 //! Generated code (from `volley-build` or `protoc-gen-volley`) gives each service a trait to
 //! implement, a function registering it on a [`Router`], and a typed client.
 
+pub mod client;
 pub mod code;
 pub mod codec;
 pub mod compression;
@@ -31,6 +32,7 @@ pub mod server;
 #[cfg(feature = "tls")]
 pub mod tls;
 
+pub use client::{BidiStream, CallOptions, Client, ClientConfig, Transport};
 pub use code::Code;
 pub use codec::{Codec, Message};
 pub use cors::Cors;

@@ -298,6 +298,15 @@ impl<M: Message> Streaming<M> {
         )
     }
 
+    pub(crate) fn map_raw(self, f: impl FnOnce(RawStream) -> RawStream) -> Self {
+        Self {
+            raw: f(self.raw),
+            codec: self.codec,
+            trailers: self.trailers,
+            _message: PhantomData,
+        }
+    }
+
     /// The next message, `Ok(None)` at a clean end of stream.
     pub async fn message(&mut self) -> Result<Option<M>, Error> {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx))

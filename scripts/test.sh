@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The one command that runs everything CI runs: installs what the tests need (apt, npm, PyPI
+# peers) when missing, then runs the gates and every test suite, printing the time per step.
+# Usage: ./scripts/test.sh [--quick]   (--quick skips the peer installs and interop suites)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+QUICK=0
+[ "${1:-}" = "--quick" ] && QUICK=1
+export CARGO_TERM_COLOR=never
+export RUST_BACKTRACE=1
+
+declare -a SUMMARY=()
+step() {
+  local name=$1; shift
+  local start=$SECONDS
+  echo
+  echo "=== STEP: $name"
+  if "$@"; then
+    local took=$((SECONDS - start))
+    SUMMARY+=("ok    ${took}s  $name")
+    echo "=== OK: $name (${took}s)"
+  else
+    local code=$?
+    local took=$((SECONDS - start))
+    SUMMARY+=("FAIL  ${took}s  $name")
+    echo "=== FAILED STEP: $name (exit $code, ${took}s)" >&2
+    print_summary
+    exit 1
+  fi
+}
+print_summary() {
+  echo
+  echo "=== Step times"
+  printf '  %s\n' "${SUMMARY[@]}"
+}
+
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy (all targets, -D warnings)" cargo clippy --workspace --all-targets --locked -- -D warnings
+if [ "$QUICK" = 0 ] && [ -x scripts/install-peers.sh ]; then
+  step "install peers (apt, npm ci, pip venv)" scripts/install-peers.sh
+fi
+step "build test binaries" cargo test --workspace --locked --no-run
+step "unit, property and black-box tests" cargo test --workspace --locked
+step "doc tests" cargo test --workspace --doc --locked
+if [ "$QUICK" = 0 ] && [ -x scripts/interop.sh ]; then
+  step "interop with real peers" scripts/interop.sh
+fi
+print_summary

@@ -1,0 +1,569 @@
+//! Calling Connect, gRPC and gRPC-Web servers: configuration, per-call options, and the call
+//! drivers, written once per stream type over any [`Transport`].
+
+#[cfg(feature = "client")]
+mod http;
+mod read;
+mod transport;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ::http::header::{CONTENT_TYPE, HeaderValue};
+use ::http::{HeaderMap, HeaderName, Method, Uri};
+use bytes::{Bytes, BytesMut};
+use futures_core::Stream;
+use futures_util::StreamExt as _;
+
+use crate::codec::{Codec, Message};
+use crate::compression::{Compression, Registry};
+use crate::envelope;
+use crate::headers;
+use crate::protocol::{ContentType, Protocol, connect, response_content_type};
+use crate::stream::{Body, FrameWriter, Streaming, full_body};
+use crate::timeout::{format_connect_timeout, format_grpc_timeout};
+use crate::{Error, Idempotency, Response, Spec, StreamType};
+
+#[cfg(feature = "client")]
+pub use self::http::{HttpTransport, HttpVersion};
+pub use read::BidiStream;
+pub use transport::Transport;
+
+/// How a [`Client`] calls: where, in which protocol and codec, with which compression,
+/// limits, default timeout and headers.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    base_uri: Uri,
+    protocol: Protocol,
+    codec: Codec,
+    compression: Registry,
+    send_compression: Option<&'static str>,
+    receive_limit: usize,
+    send_limit: usize,
+    timeout: Option<Duration>,
+    headers: HeaderMap,
+    use_get: bool,
+    get_url_limit: usize,
+    #[cfg(feature = "client")]
+    pub(crate) http: self::http::HttpSettings,
+}
+
+impl ClientConfig {
+    /// A configuration for the server at `base_uri` (`http://127.0.0.1:8080`). Defaults:
+    /// Connect, binary protobuf, no request compression, every built-in compression accepted,
+    /// 4 MiB receive limit, no send limit, no timeout, Connect GET off.
+    pub fn new(base_uri: impl AsRef<str>) -> Result<Self, Error> {
+        let base_uri: Uri = base_uri
+            .as_ref()
+            .trim_end_matches('/')
+            .parse()
+            .map_err(|e| Error::invalid_argument(format!("invalid base URI: {e}")))?;
+        Ok(Self {
+            base_uri,
+            protocol: Protocol::Connect,
+            codec: Codec::Proto,
+            compression: Registry::default(),
+            send_compression: None,
+            receive_limit: crate::DEFAULT_RECEIVE_LIMIT,
+            send_limit: usize::MAX,
+            timeout: None,
+            headers: HeaderMap::new(),
+            use_get: false,
+            get_url_limit: 8 * 1024,
+            #[cfg(feature = "client")]
+            http: Default::default(),
+        })
+    }
+
+    /// The protocol (default Connect).
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// The codec (default binary protobuf).
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Compresses requests with this algorithm (by name, from the registry); default none.
+    pub fn send_compression(mut self, name: &'static str) -> Self {
+        self.send_compression = Some(name).filter(|n| *n != "identity");
+        self
+    }
+
+    /// The algorithms accepted in responses and available to send (default: all built-in).
+    pub fn compression(mut self, registry: Registry) -> Self {
+        self.compression = registry;
+        self
+    }
+
+    /// Largest response message accepted, after decompression (default 4 MiB).
+    pub fn receive_limit(mut self, bytes: usize) -> Self {
+        self.receive_limit = bytes;
+        self
+    }
+
+    /// Largest request message sent, before compression (default unlimited).
+    pub fn send_limit(mut self, bytes: usize) -> Self {
+        self.send_limit = bytes;
+        self
+    }
+
+    /// Default timeout for every call (default none).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// A header sent on every call. Invalid names or values are ignored.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            self.headers.append(n, v);
+        }
+        self
+    }
+
+    /// Uses Connect GET for side-effect-free methods (default off); URLs longer than
+    /// `url_limit` bytes fall back to POST.
+    pub fn connect_get(mut self, enabled: bool, url_limit: usize) -> Self {
+        self.use_get = enabled;
+        self.get_url_limit = url_limit;
+        self
+    }
+
+    /// The protocol in use.
+    pub fn get_protocol(&self) -> Protocol {
+        self.protocol
+    }
+}
+
+/// Per-call overrides of the client's configuration.
+#[derive(Clone, Debug, Default)]
+pub struct CallOptions {
+    timeout: Option<Duration>,
+    headers: HeaderMap,
+    send_compression: Option<Option<&'static str>>,
+    receive_limit: Option<usize>,
+    send_limit: Option<usize>,
+}
+
+impl CallOptions {
+    /// No overrides.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A timeout for this call.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// A header for this call (`-bin` names take raw bytes via [`with_binary_header`](Self::with_binary_header)).
+    /// Invalid names or values are ignored.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            self.headers.append(n, v);
+        }
+        self
+    }
+
+    /// A binary header (name must end in `-bin`), sent base64-encoded.
+    pub fn with_binary_header(mut self, name: &str, value: &[u8]) -> Self {
+        if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+            self.headers.append(n, headers::encode_binary_header(value));
+        }
+        self
+    }
+
+    /// Headers for this call, mutable.
+    pub fn headers_mut(&mut self) -> &mut HeaderMap {
+        &mut self.headers
+    }
+
+    /// Request compression for this call (`None` for identity).
+    pub fn with_send_compression(mut self, name: Option<&'static str>) -> Self {
+        self.send_compression = Some(name);
+        self
+    }
+
+    /// Receive limit for this call.
+    pub fn with_receive_limit(mut self, bytes: usize) -> Self {
+        self.receive_limit = Some(bytes);
+        self
+    }
+
+    /// Send limit for this call.
+    pub fn with_send_limit(mut self, bytes: usize) -> Self {
+        self.send_limit = Some(bytes);
+        self
+    }
+}
+
+/// A client for one server, shared cheaply by clone. Generated typed clients wrap it.
+#[derive(Clone, Debug)]
+pub struct Client<T> {
+    config: Arc<ClientConfig>,
+    transport: T,
+}
+
+#[cfg(feature = "client")]
+impl Client<HttpTransport> {
+    /// A client over the built-in pooled HTTP transport (HTTP/1.1, h2c, HTTPS with ALPN).
+    pub fn new(config: ClientConfig) -> Result<Self, Error> {
+        let transport = HttpTransport::for_config(&config)?;
+        Ok(Self::with_transport(config, transport))
+    }
+}
+
+/// The resolved settings of one call.
+pub(crate) struct Prepared {
+    pub(crate) content_type: ContentType,
+    pub(crate) writer: FrameWriter,
+    pub(crate) accepted: Registry,
+    pub(crate) receive_limit: usize,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) headers: HeaderMap,
+}
+
+impl<T: Transport> Client<T> {
+    /// A client over any transport.
+    pub fn with_transport(config: ClientConfig, transport: T) -> Self {
+        Self {
+            config: Arc::new(config),
+            transport,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    fn prepare(&self, spec: &Spec, options: CallOptions) -> Result<Prepared, Error> {
+        let c = &self.config;
+        let unary_connect =
+            c.protocol == Protocol::Connect && spec.stream_type == StreamType::Unary;
+        let content_type = ContentType {
+            protocol: c.protocol,
+            codec: c.codec,
+            variant: unary_connect,
+        };
+        let send_name = options.send_compression.unwrap_or(c.send_compression);
+        let compression: Option<Arc<dyn Compression>> = match send_name {
+            Some(name) => Some(c.compression.get(name).ok_or_else(|| {
+                Error::internal(format!("compression {name:?} is not registered"))
+            })?),
+            None => None,
+        };
+        let timeout = options.timeout.or(c.timeout);
+        let mut headers = c.headers.clone();
+        for (name, value) in options.headers.iter() {
+            headers.append(name.clone(), value.clone());
+        }
+        Ok(Prepared {
+            content_type,
+            writer: FrameWriter {
+                codec: c.codec,
+                compression,
+                min_size: c.compression.min_size(),
+                send_limit: options.send_limit.unwrap_or(c.send_limit),
+            },
+            accepted: c.compression.clone(),
+            receive_limit: options.receive_limit.unwrap_or(c.receive_limit),
+            deadline: timeout.map(|t| Instant::now() + t),
+            timeout,
+            headers,
+        })
+    }
+
+    fn request_head(
+        &self,
+        spec: &Spec,
+        p: &Prepared,
+        method: Method,
+        uri: Uri,
+    ) -> ::http::request::Builder {
+        let ct = p.content_type;
+        let mut builder = ::http::Request::builder().method(method).uri(uri);
+        let h = builder.headers_mut().expect("fresh builder has headers");
+        h.extend(p.headers.clone());
+        let accept = HeaderValue::from_str(&p.accepted.accept_header()).ok();
+        let is_get = builder.method_ref() == Some(&Method::GET);
+        let h = builder.headers_mut().expect("fresh builder has headers");
+        if !is_get {
+            h.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_str(&response_content_type(ct)).expect("ascii"),
+            );
+        }
+        match ct.protocol {
+            Protocol::Connect => {
+                h.insert(
+                    headers::CONNECT_PROTOCOL_VERSION,
+                    HeaderValue::from_static("1"),
+                );
+                if let Some(t) = p.timeout {
+                    h.insert(
+                        headers::CONNECT_TIMEOUT_MS,
+                        HeaderValue::from_str(&format_connect_timeout(t)).expect("digits"),
+                    );
+                }
+                let (enc, acc) = if ct.variant {
+                    (headers::CONTENT_ENCODING, headers::ACCEPT_ENCODING)
+                } else {
+                    (
+                        headers::CONNECT_CONTENT_ENCODING,
+                        headers::CONNECT_ACCEPT_ENCODING,
+                    )
+                };
+                if let Some(algo) = &p.writer.compression {
+                    if !ct.variant {
+                        h.insert(enc, HeaderValue::from_static(algo.name()));
+                    }
+                }
+                if let Some(a) = accept {
+                    h.insert(acc, a);
+                }
+            }
+            Protocol::Grpc | Protocol::GrpcWeb => {
+                if ct.protocol == Protocol::Grpc {
+                    h.insert(::http::header::TE, HeaderValue::from_static("trailers"));
+                } else {
+                    h.insert("x-grpc-web", HeaderValue::from_static("1"));
+                }
+                if let Some(t) = p.timeout {
+                    h.insert(
+                        headers::GRPC_TIMEOUT,
+                        HeaderValue::from_str(&format_grpc_timeout(t)).expect("ascii"),
+                    );
+                }
+                if let Some(algo) = &p.writer.compression {
+                    h.insert(
+                        headers::GRPC_ENCODING,
+                        HeaderValue::from_static(algo.name()),
+                    );
+                }
+                if let Some(a) = accept {
+                    h.insert(headers::GRPC_ACCEPT_ENCODING, a);
+                }
+            }
+        }
+        let _ = spec;
+        builder
+    }
+
+    fn uri_for(&self, spec: &Spec, query: Option<&str>) -> Result<Uri, Error> {
+        let base = self.config.base_uri.to_string();
+        let base = base.trim_end_matches('/');
+        let s = match query {
+            Some(q) => format!("{base}{}?{q}", spec.procedure),
+            None => format!("{base}{}", spec.procedure),
+        };
+        s.parse()
+            .map_err(|e| Error::internal(format!("building request URI: {e}")))
+    }
+
+    /// Calls a unary method.
+    pub async fn unary<Req: Message, Res: Message>(
+        &self,
+        spec: Spec,
+        request: Req,
+        options: CallOptions,
+    ) -> Result<Response<Res>, Error> {
+        let p = self.prepare(&spec, options)?;
+        let deadline = p.deadline;
+        let call = async move {
+            let encoded = p.writer.encode(&request)?;
+            if p.content_type.protocol == Protocol::Connect {
+                self.connect_unary(&spec, p, encoded).await
+            } else {
+                let body = full_body(frame_one(&p.writer, encoded)?);
+                let (headers, mut stream) = self.open_stream::<Res>(&spec, p, body).await?;
+                read::finish_unary(headers, &mut stream).await
+            }
+        };
+        with_deadline(deadline, call).await
+    }
+
+    async fn connect_unary<Res: Message>(
+        &self,
+        spec: &Spec,
+        p: Prepared,
+        encoded: Bytes,
+    ) -> Result<Response<Res>, Error> {
+        let (body, compressed) = p.writer.compress(encoded)?;
+        let mut request = None;
+        if self.config.use_get && spec.idempotency == Idempotency::NoSideEffects {
+            let algo = compressed
+                .then(|| p.writer.compression.as_ref().map(|a| a.name()))
+                .flatten();
+            let query = connect::build_get_query(
+                &body,
+                p.writer.codec.name(),
+                algo,
+                p.writer.codec == Codec::Proto,
+            );
+            let uri = self.uri_for(spec, Some(&query))?;
+            if uri.to_string().len() <= self.config.get_url_limit {
+                let builder = self.request_head(spec, &p, Method::GET, uri);
+                request = Some(builder.body(crate::stream::empty_body()));
+            }
+        }
+        let request = match request {
+            Some(r) => r,
+            None => {
+                let mut builder =
+                    self.request_head(spec, &p, Method::POST, self.uri_for(spec, None)?);
+                if compressed {
+                    if let Some(algo) = &p.writer.compression {
+                        builder = builder.header(headers::CONTENT_ENCODING, algo.name());
+                    }
+                }
+                builder.body(full_body(body))
+            }
+        }
+        .map_err(|e| Error::internal(format!("building request: {e}")))?;
+        let response = self.transport.send(request).await?;
+        read::connect_unary_response(response, &p).await
+    }
+
+    /// Sends an enveloped request and returns the response headers and message stream.
+    async fn open_stream<Res: Message>(
+        &self,
+        spec: &Spec,
+        p: Prepared,
+        body: Body,
+    ) -> Result<(HeaderMap, Streaming<Res>), Error> {
+        let request = self
+            .request_head(spec, &p, Method::POST, self.uri_for(spec, None)?)
+            .body(body)
+            .map_err(|e| Error::internal(format!("building request: {e}")))?;
+        let response = self.transport.send(request).await?;
+        read::open_response(response, &p)
+    }
+
+    /// Calls a server-streaming method.
+    pub async fn server_stream<Req: Message, Res: Message>(
+        &self,
+        spec: Spec,
+        request: Req,
+        options: CallOptions,
+    ) -> Result<Response<Streaming<Res>>, Error> {
+        let p = self.prepare(&spec, options)?;
+        let deadline = p.deadline;
+        let open = async move {
+            let encoded = p.writer.encode(&request)?;
+            let body = full_body(frame_one(&p.writer, encoded)?);
+            self.open_stream::<Res>(&spec, p, body).await
+        };
+        let (headers, stream) = with_deadline(deadline, open).await?;
+        Ok(Response::from_parts(
+            read::with_stream_deadline(stream, deadline),
+            headers,
+            HeaderMap::new(),
+        ))
+    }
+
+    /// Calls a client-streaming method with the messages of `requests`.
+    pub async fn client_stream<Req, Res, S>(
+        &self,
+        spec: Spec,
+        requests: S,
+        options: CallOptions,
+    ) -> Result<Response<Res>, Error>
+    where
+        Req: Message,
+        Res: Message,
+        S: Stream<Item = Req> + Send + 'static,
+    {
+        let p = self.prepare(&spec, options)?;
+        let deadline = p.deadline;
+        let body = request_body(p.writer.clone(), requests);
+        let call = async move {
+            let (headers, mut stream) = self.open_stream::<Res>(&spec, p, body).await?;
+            read::finish_unary(headers, &mut stream).await
+        };
+        with_deadline(deadline, call).await
+    }
+
+    /// Opens a bidirectional stream. The request goes out at once; send and receive from the
+    /// returned handle (or its split halves, from separate tasks).
+    pub async fn bidi_stream<Req: Message, Res: Message>(
+        &self,
+        spec: Spec,
+        options: CallOptions,
+    ) -> Result<BidiStream<Req, Res>, Error> {
+        let p = self.prepare(&spec, options)?;
+        let deadline = p.deadline;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Req>(16);
+        let body = request_body(p.writer.clone(), tokio_stream_from(rx));
+        let this = self.clone();
+        let open = async move { this.open_stream::<Res>(&spec, p, body).await };
+        Ok(BidiStream::new(
+            tx,
+            Box::pin(with_deadline(deadline, open)),
+            deadline,
+        ))
+    }
+}
+
+impl<T: Transport> Client<T>
+where
+    T: Clone,
+{
+    /// The transport.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+}
+
+fn frame_one(writer: &FrameWriter, encoded: Bytes) -> Result<Bytes, Error> {
+    let mut out = BytesMut::with_capacity(encoded.len() + envelope::PREFIX_LEN);
+    writer.write_frame(encoded, &mut out)?;
+    Ok(out.freeze())
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl Stream<Item = T> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// A streaming request body: each message encoded, compressed and framed as it comes.
+fn request_body<Req: Message, S>(writer: FrameWriter, requests: S) -> Body
+where
+    S: Stream<Item = Req> + Send + 'static,
+{
+    let frames = requests.map(move |m| {
+        let encoded = writer.encode(&m)?;
+        frame_one(&writer, encoded).map(::http_body::Frame::data)
+    });
+    let frames = frames.map(|r| r.map_err(|e: Error| -> crate::BoxError { Box::new(e) }));
+    http_body_util::BodyExt::boxed_unsync(http_body_util::StreamBody::new(frames))
+}
+
+async fn with_deadline<F, T>(deadline: Option<Instant>, fut: F) -> Result<T, Error>
+where
+    F: std::future::Future<Output = Result<T, Error>>,
+{
+    match deadline {
+        None => fut.await,
+        Some(d) => tokio::time::timeout_at(d.into(), fut)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::deadline_exceeded(
+                    "the deadline expired before the call completed",
+                ))
+            }),
+    }
+}

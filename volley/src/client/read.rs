@@ -1,0 +1,499 @@
+//! Reading responses on the client, per protocol, and the bidirectional stream handle.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
+use http::header::CONTENT_TYPE;
+use http_body_util::BodyExt as _;
+
+use super::Prepared;
+use super::transport::transport_error;
+use crate::codec::Message;
+use crate::compression::{Compression, decompress};
+use crate::envelope;
+use crate::headers;
+use crate::protocol::{Protocol, connect, grpc, grpc_web};
+use crate::stream::{Body, Frame, FrameReader, FrameSource, RawStream, Streaming};
+use crate::{Code, Error, Response};
+
+fn content_type(h: &HeaderMap) -> String {
+    h.get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+fn response_encoding(
+    h: &HeaderMap,
+    name: &str,
+    accepted: &crate::compression::Registry,
+) -> Result<Option<Arc<dyn Compression>>, Error> {
+    match h.get(name).and_then(|v| v.to_str().ok()).map(str::trim) {
+        None | Some("") | Some("identity") => Ok(None),
+        Some(n) => accepted.get(n).map(Some).ok_or_else(|| {
+            Error::internal(format!(
+                "protocol error: response uses unsupported compression {n:?}"
+            ))
+        }),
+    }
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, Error> {
+    let mut body = body;
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(transport_error)?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(Error::resource_exhausted(format!(
+                    "response body is larger than the limit of {limit} bytes"
+                )));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+fn with_metadata(mut err: Error, headers: &HeaderMap) -> Error {
+    let mut meta = HeaderMap::new();
+    headers::copy_user_headers(headers, &mut meta);
+    // Error metadata holds headers first, then whatever trailers the error already carried.
+    let existing = std::mem::take(err.metadata_mut());
+    meta.extend(existing);
+    *err.metadata_mut() = meta;
+    err
+}
+
+/// Reads a Connect unary response.
+pub(crate) async fn connect_unary_response<Res: Message>(
+    response: http::Response<Body>,
+    p: &Prepared,
+) -> Result<Response<Res>, Error> {
+    let (parts, body) = response.into_parts();
+    let mut headers = parts.headers;
+    let trailers = connect::take_unary_trailers(&mut headers);
+    let encoding = response_encoding(&headers, headers::CONTENT_ENCODING, &p.accepted);
+    if parts.status != http::StatusCode::OK {
+        let raw = read_body(body, p.receive_limit).await.unwrap_or_default();
+        let raw = match (&encoding, raw.is_empty()) {
+            (Ok(Some(algo)), false) => decompress(algo.as_ref(), &raw, p.receive_limit)
+                .map(Bytes::from)
+                .unwrap_or_default(),
+            _ => raw,
+        };
+        let from_body = content_type(&headers)
+            .starts_with("application/json")
+            .then(|| serde_json::from_slice::<serde_json::Value>(&raw).ok())
+            .flatten()
+            .and_then(|v| Error::from_connect_json(&v));
+        let err = from_body.unwrap_or_else(|| {
+            let code = Code::from_http_status(parts.status.as_u16());
+            Error::new(code, format!("HTTP status {}", parts.status))
+        });
+        let mut err = with_metadata(err, &headers);
+        err.metadata_mut().extend(trailers);
+        return Err(err.into_wire());
+    }
+    let expected = format!("application/{}", p.content_type.codec.name());
+    let ct = content_type(&headers);
+    if ct.split(';').next().unwrap_or("").trim() != expected {
+        return Err(Error::internal(format!(
+            "protocol error: response content-type {ct:?}, expected {expected:?}"
+        )));
+    }
+    let encoding = encoding?;
+    let raw = read_body(body, p.receive_limit).await?;
+    let raw = match encoding {
+        Some(algo) if !raw.is_empty() => {
+            Bytes::from(decompress(algo.as_ref(), &raw, p.receive_limit)?)
+        }
+        _ => raw,
+    };
+    let message = p.content_type.codec.decode::<Res>(raw)?;
+    Ok(Response::from_parts(message, headers, trailers))
+}
+
+/// Checks an enveloped response's head and returns its message stream.
+pub(crate) fn open_response<Res: Message>(
+    response: http::Response<Body>,
+    p: &Prepared,
+) -> Result<(HeaderMap, Streaming<Res>), Error> {
+    let (parts, body) = response.into_parts();
+    let headers = parts.headers;
+    let protocol = p.content_type.protocol;
+    let codec = p.content_type.codec;
+    let trailers_slot: Arc<Mutex<HeaderMap>> = Arc::default();
+    if parts.status != http::StatusCode::OK {
+        let code = Code::from_http_status(parts.status.as_u16());
+        let err = Error::new(code, format!("HTTP status {}", parts.status));
+        return Err(with_metadata(err, &headers).into_wire());
+    }
+    // gRPC and gRPC-Web may answer "trailers-only": the status sits in the headers.
+    if protocol != Protocol::Connect {
+        if let Some(status) = grpc::parse_status(&headers) {
+            let raw: RawStream = match status {
+                Ok(meta) => {
+                    if let Ok(mut t) = trailers_slot.lock() {
+                        *t = meta;
+                    }
+                    Box::pin(futures_util::stream::empty())
+                }
+                Err(err) => Box::pin(futures_util::stream::once(async move { Err(err) })),
+            };
+            return Ok((headers, Streaming::new(raw, codec, trailers_slot)));
+        }
+    }
+    let ct = content_type(&headers);
+    let base = ct.split(';').next().unwrap_or("").trim().to_string();
+    let ok = match protocol {
+        Protocol::Connect => base == format!("application/connect+{}", codec.name()),
+        Protocol::Grpc => {
+            base == format!("application/grpc+{}", codec.name())
+                || (base == "application/grpc" && codec == crate::Codec::Proto)
+        }
+        Protocol::GrpcWeb => {
+            base == format!("application/grpc-web+{}", codec.name())
+                || (base == "application/grpc-web" && codec == crate::Codec::Proto)
+        }
+    };
+    if !ok {
+        let code = if protocol == Protocol::Connect {
+            Code::Internal
+        } else {
+            Code::Unknown
+        };
+        return Err(Error::new(
+            code,
+            format!("protocol error: unexpected response content-type {ct:?}"),
+        )
+        .into_wire());
+    }
+    let enc_header = match protocol {
+        Protocol::Connect => headers::CONNECT_CONTENT_ENCODING,
+        _ => headers::GRPC_ENCODING,
+    };
+    let compression = response_encoding(&headers, enc_header, &p.accepted)?;
+    let source = FrameSource::new(body, p.receive_limit, false, transport_error);
+    let control = match protocol {
+        Protocol::Connect => envelope::FLAG_END_STREAM,
+        Protocol::GrpcWeb => envelope::FLAG_TRAILERS,
+        Protocol::Grpc => 0,
+    };
+    let reader = FrameReader::new(source, compression, p.receive_limit, control);
+    let mut state = ReaderState {
+        reader,
+        protocol,
+        slot: trailers_slot.clone(),
+        ended: false,
+        done: false,
+    };
+    let raw = futures_util::stream::poll_fn(move |cx| state.poll(cx));
+    Ok((headers, Streaming::new(Box::pin(raw), codec, trailers_slot)))
+}
+
+struct ReaderState {
+    reader: FrameReader,
+    protocol: Protocol,
+    slot: Arc<Mutex<HeaderMap>>,
+    ended: bool,
+    done: bool,
+}
+
+impl ReaderState {
+    fn store(&self, trailers: HeaderMap) {
+        if let Ok(mut t) = self.slot.lock() {
+            *t = trailers;
+        }
+    }
+
+    fn fail(&mut self, err: Error) -> Poll<Option<Result<Bytes, Error>>> {
+        self.done = true;
+        Poll::Ready(Some(Err(err)))
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Error>>> {
+        loop {
+            if self.done {
+                return Poll::Ready(None);
+            }
+            match self.reader.poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => return self.fail(e),
+                Poll::Ready(Some(Ok(Frame::Message(bytes)))) => {
+                    if self.ended {
+                        return self.fail(Error::internal(
+                            "protocol error: message after the end of the stream",
+                        ));
+                    }
+                    return Poll::Ready(Some(Ok(bytes)));
+                }
+                Poll::Ready(Some(Ok(Frame::Control(block)))) => {
+                    if self.ended {
+                        return self.fail(Error::internal(
+                            "protocol error: more than one end-of-stream message",
+                        ));
+                    }
+                    self.ended = true;
+                    let status = match self.protocol {
+                        Protocol::Connect => connect::parse_end_stream(&block),
+                        _ => grpc_web::parse_trailers_block(&block).and_then(|t| {
+                            grpc::parse_status(&t).unwrap_or_else(|| {
+                                Err(Error::internal(
+                                    "protocol error: trailers carry no grpc-status",
+                                ))
+                            })
+                        }),
+                    };
+                    match status {
+                        Ok(trailers) => self.store(trailers),
+                        Err(e) => return self.fail(e),
+                    }
+                }
+                Poll::Ready(None) => {
+                    self.done = true;
+                    if self.ended {
+                        return Poll::Ready(None);
+                    }
+                    let http_trailers = self.reader.source.take_http_trailers();
+                    let status = match (self.protocol, http_trailers) {
+                        (Protocol::Connect, _) => Err(Error::internal(
+                            "protocol error: stream ended without an end-of-stream message",
+                        )),
+                        (_, Some(t)) => grpc::parse_status(&t).unwrap_or_else(|| {
+                            Err(Error::internal(
+                                "protocol error: trailers carry no grpc-status",
+                            ))
+                        }),
+                        (_, None) => Err(Error::internal(
+                            "protocol error: stream ended without trailers",
+                        )),
+                    };
+                    return match status {
+                        Ok(trailers) => {
+                            self.store(trailers);
+                            Poll::Ready(None)
+                        }
+                        Err(e) => Poll::Ready(Some(Err(e))),
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Reads exactly one message and the end of stream.
+pub(crate) async fn finish_unary<Res: Message>(
+    headers: HeaderMap,
+    stream: &mut Streaming<Res>,
+) -> Result<Response<Res>, Error> {
+    let first = match stream.message().await {
+        Ok(Some(m)) => m,
+        Ok(None) => {
+            return Err(with_metadata(
+                Error::unimplemented("protocol error: unary response has zero messages"),
+                &headers,
+            ));
+        }
+        Err(e) => return Err(with_metadata(e, &headers)),
+    };
+    match stream.message().await {
+        Ok(None) => {}
+        Ok(Some(_)) => {
+            return Err(with_metadata(
+                Error::unimplemented("protocol error: unary response has multiple messages"),
+                &headers,
+            ));
+        }
+        Err(e) => return Err(with_metadata(e, &headers)),
+    }
+    Ok(Response::from_parts(first, headers, stream.trailers()))
+}
+
+/// Fails the stream with `deadline_exceeded` once the deadline passes.
+pub(crate) fn with_stream_deadline<M: Message>(
+    stream: Streaming<M>,
+    deadline: Option<Instant>,
+) -> Streaming<M> {
+    let Some(deadline) = deadline else {
+        return stream;
+    };
+    stream.map_raw(move |mut raw| {
+        let mut sleep = Box::pin(tokio::time::sleep_until(deadline.into()));
+        let mut done = false;
+        Box::pin(futures_util::stream::poll_fn(move |cx| {
+            if done {
+                return Poll::Ready(None);
+            }
+            if sleep.as_mut().poll(cx).is_ready() {
+                done = true;
+                return Poll::Ready(Some(Err(Error::deadline_exceeded("the deadline expired"))));
+            }
+            raw.as_mut().poll_next(cx)
+        }))
+    })
+}
+
+type OpenFuture<Res> =
+    Pin<Box<dyn std::future::Future<Output = Result<(HeaderMap, Streaming<Res>), Error>> + Send>>;
+
+enum Receive<Res> {
+    Opening(tokio::task::JoinHandle<Result<(HeaderMap, Streaming<Res>), Error>>),
+    Open(HeaderMap, Streaming<Res>),
+    Failed(Option<Error>),
+}
+
+impl<Res> Drop for Receive<Res> {
+    fn drop(&mut self) {
+        // Dropping the call cancels the HTTP request: no detached task keeps running.
+        if let Receive::Opening(handle) = self {
+            handle.abort();
+        }
+    }
+}
+
+/// The receiving half of a bidirectional stream.
+pub struct BidiReceiver<Res> {
+    state: Receive<Res>,
+}
+
+/// The sending half of a bidirectional stream.
+pub struct BidiSender<Req> {
+    sender: Option<tokio::sync::mpsc::Sender<Req>>,
+}
+
+/// A bidirectional stream: send requests and receive responses, together or from separate
+/// tasks after [`into_split`](Self::into_split).
+pub struct BidiStream<Req, Res> {
+    sender: BidiSender<Req>,
+    receiver: BidiReceiver<Res>,
+}
+
+impl<Req, Res> std::fmt::Debug for BidiStream<Req, Res> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BidiStream").finish_non_exhaustive()
+    }
+}
+
+impl<Req: Message, Res: Message> BidiStream<Req, Res> {
+    pub(crate) fn new(
+        sender: tokio::sync::mpsc::Sender<Req>,
+        open: OpenFuture<Res>,
+        deadline: Option<Instant>,
+    ) -> Self {
+        let handle = tokio::spawn(async move {
+            let (headers, stream) = open.await?;
+            Ok((headers, with_stream_deadline(stream, deadline)))
+        });
+        Self {
+            sender: BidiSender {
+                sender: Some(sender),
+            },
+            receiver: BidiReceiver {
+                state: Receive::Opening(handle),
+            },
+        }
+    }
+
+    /// Sends one request message.
+    pub async fn send(&mut self, message: Req) -> Result<(), Error> {
+        self.sender.send(message).await
+    }
+
+    /// Closes the request side; the server sees the end of its input.
+    pub fn close_send(&mut self) {
+        self.sender.close();
+    }
+
+    /// The next response message; `Ok(None)` at a clean end.
+    pub async fn message(&mut self) -> Result<Option<Res>, Error> {
+        self.receiver.message().await
+    }
+
+    /// The response headers (waits for them).
+    pub async fn headers(&mut self) -> Result<HeaderMap, Error> {
+        self.receiver.headers().await
+    }
+
+    /// The trailers, complete once the stream has ended.
+    pub fn trailers(&self) -> HeaderMap {
+        self.receiver.trailers()
+    }
+
+    /// Splits into halves usable from separate tasks.
+    pub fn into_split(self) -> (BidiSender<Req>, BidiReceiver<Res>) {
+        (self.sender, self.receiver)
+    }
+}
+
+impl<Req: Message> BidiSender<Req> {
+    /// Sends one request message. Fails once the call has ended; read the receiver for why.
+    pub async fn send(&mut self, message: Req) -> Result<(), Error> {
+        let sender = self
+            .sender
+            .as_ref()
+            .ok_or_else(|| Error::internal("send after close_send"))?;
+        sender
+            .send(message)
+            .await
+            .map_err(|_| Error::canceled("the request stream is closed: the call has ended"))
+    }
+
+    /// Closes the request side.
+    pub fn close(&mut self) {
+        self.sender = None;
+    }
+}
+
+impl<Res: Message> BidiReceiver<Res> {
+    async fn open(&mut self) -> Result<(), Error> {
+        if let Receive::Opening(handle) = &mut self.state {
+            let result = match handle.await {
+                Ok(r) => r,
+                Err(e) => Err(Error::canceled(format!("the call task ended: {e}"))),
+            };
+            self.state = match result {
+                Ok((h, s)) => Receive::Open(h, s),
+                Err(e) => Receive::Failed(Some(e)),
+            };
+        }
+        Ok(())
+    }
+
+    /// The response headers (waits for them).
+    pub async fn headers(&mut self) -> Result<HeaderMap, Error> {
+        self.open().await?;
+        match &mut self.state {
+            Receive::Open(h, _) => Ok(h.clone()),
+            Receive::Failed(e) => Err(e
+                .take()
+                .unwrap_or_else(|| Error::canceled("the call already failed"))),
+            Receive::Opening(_) => Err(Error::internal("stream not open")),
+        }
+    }
+
+    /// The next response message; `Ok(None)` at a clean end.
+    pub async fn message(&mut self) -> Result<Option<Res>, Error> {
+        self.open().await?;
+        match &mut self.state {
+            Receive::Open(h, s) => s.message().await.map_err(|e| with_metadata(e, h)),
+            Receive::Failed(e) => match e.take() {
+                Some(e) => Err(e),
+                None => Ok(None),
+            },
+            Receive::Opening(_) => Err(Error::internal("stream not open")),
+        }
+    }
+
+    /// The trailers, complete once the stream has ended.
+    pub fn trailers(&self) -> HeaderMap {
+        match &self.state {
+            Receive::Open(_, s) => s.trailers(),
+            _ => HeaderMap::new(),
+        }
+    }
+}
