@@ -75,13 +75,11 @@ fn connect_unary(call: Call, result: Result<CallOutput, Error>) -> http::Respons
         CONTENT_TYPE,
         header_value(&response_content_type(call.content_type)),
     );
-    if compressed {
-        if let Some(algo) = &call.writer.compression {
-            h.insert(
-                headers::CONTENT_ENCODING,
-                HeaderValue::from_static(algo.name()),
-            );
-        }
+    if compressed && let Some(algo) = &call.writer.compression {
+        h.insert(
+            headers::CONTENT_ENCODING,
+            HeaderValue::from_static(algo.name()),
+        );
     }
     headers::copy_user_headers(&out.headers, h);
     connect::put_unary_trailers(h, &out.trailers);
@@ -223,12 +221,11 @@ impl http_body::Body for ResponseBody {
         if self.done {
             return Poll::Ready(None);
         }
-        if let Some(sleep) = &mut self.deadline {
-            if sleep.as_mut().poll(cx).is_ready() {
-                let err =
-                    Error::deadline_exceeded("the deadline expired while streaming the response");
-                return Poll::Ready(Some(Ok(self.finish(Some(err)))));
-            }
+        if let Some(sleep) = &mut self.deadline
+            && sleep.as_mut().poll(cx).is_ready()
+        {
+            let err = Error::deadline_exceeded("the deadline expired while streaming the response");
+            return Poll::Ready(Some(Ok(self.finish(Some(err)))));
         }
         let Some(messages) = self.messages.as_mut() else {
             return Poll::Ready(None);

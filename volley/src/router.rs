@@ -246,10 +246,10 @@ struct Head {
 
 impl Inner {
     async fn dispatch(&self, request: http::Request<Body>) -> http::Response<Body> {
-        if request.method() == Method::OPTIONS {
-            if let Some(cors) = &self.cors {
-                return cors.preflight(request.headers());
-            }
+        if request.method() == Method::OPTIONS
+            && let Some(cors) = &self.cors
+        {
+            return cors.preflight(request.headers());
         }
         let (parts, body) = request.into_parts();
         let content_type = parts

@@ -119,12 +119,12 @@ impl FrameSource {
                 }
             }
             if self.done {
-                if let Some(pending) = &self.text {
-                    if !pending.is_empty() {
-                        let rest = std::mem::take(self.text.as_mut().unwrap_or(&mut Vec::new()));
-                        decode_base64_groups(&rest, &mut self.buf)?;
-                        continue;
-                    }
+                if let Some(pending) = &self.text
+                    && !pending.is_empty()
+                {
+                    let rest = std::mem::take(self.text.as_mut().unwrap_or(&mut Vec::new()));
+                    decode_base64_groups(&rest, &mut self.buf)?;
+                    continue;
                 }
                 if !self.buf.is_empty() {
                     let n = self.buf.len();

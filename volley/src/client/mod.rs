@@ -326,10 +326,10 @@ impl<T: Transport> Client<T> {
                         headers::CONNECT_ACCEPT_ENCODING,
                     )
                 };
-                if let Some(algo) = &p.writer.compression {
-                    if !ct.variant {
-                        h.insert(enc, HeaderValue::from_static(algo.name()));
-                    }
+                if let Some(algo) = &p.writer.compression
+                    && !ct.variant
+                {
+                    h.insert(enc, HeaderValue::from_static(algo.name()));
                 }
                 if let Some(a) = accept {
                     h.insert(acc, a);
@@ -424,10 +424,8 @@ impl<T: Transport> Client<T> {
             None => {
                 let mut builder =
                     self.request_head(spec, &p, Method::POST, self.uri_for(spec, None)?);
-                if compressed {
-                    if let Some(algo) = &p.writer.compression {
-                        builder = builder.header(headers::CONTENT_ENCODING, algo.name());
-                    }
+                if compressed && let Some(algo) = &p.writer.compression {
+                    builder = builder.header(headers::CONTENT_ENCODING, algo.name());
                 }
                 builder.body(full_body(body))
             }

@@ -134,19 +134,19 @@ pub(crate) fn open_response<Res: Message>(
         return Err(with_metadata(err, &headers).into_wire());
     }
     // gRPC and gRPC-Web may answer "trailers-only": the status sits in the headers.
-    if protocol != Protocol::Connect {
-        if let Some(status) = grpc::parse_status(&headers) {
-            let raw: RawStream = match status {
-                Ok(meta) => {
-                    if let Ok(mut t) = trailers_slot.lock() {
-                        *t = meta;
-                    }
-                    Box::pin(futures_util::stream::empty())
+    if protocol != Protocol::Connect
+        && let Some(status) = grpc::parse_status(&headers)
+    {
+        let raw: RawStream = match status {
+            Ok(meta) => {
+                if let Ok(mut t) = trailers_slot.lock() {
+                    *t = meta;
                 }
-                Err(err) => Box::pin(futures_util::stream::once(async move { Err(err) })),
-            };
-            return Ok((headers, Streaming::new(raw, codec, trailers_slot)));
-        }
+                Box::pin(futures_util::stream::empty())
+            }
+            Err(err) => Box::pin(futures_util::stream::once(async move { Err(err) })),
+        };
+        return Ok((headers, Streaming::new(raw, codec, trailers_slot)));
     }
     let ct = content_type(&headers);
     let base = ct.split(';').next().unwrap_or("").trim().to_string();

@@ -110,19 +110,19 @@ fn h2_code(reason: h2::Reason) -> Code {
 pub(crate) fn transport_error(err: BoxError) -> Error {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err.as_ref());
     while let Some(e) = source {
-        if let Some(h2) = e.downcast_ref::<h2::Error>() {
-            if let Some(reason) = h2.reason() {
-                let code = h2_code(reason);
-                return Error::new(code, format!("HTTP/2 stream reset: {reason}")).with_source(err);
-            }
+        if let Some(h2) = e.downcast_ref::<h2::Error>()
+            && let Some(reason) = h2.reason()
+        {
+            let code = h2_code(reason);
+            return Error::new(code, format!("HTTP/2 stream reset: {reason}")).with_source(err);
         }
         if let Some(volley) = e.downcast_ref::<Error>() {
             return Error::new(volley.code(), volley.message().to_string()).with_source(err);
         }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return Error::new(Code::DeadlineExceeded, io.to_string()).with_source(err);
-            }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return Error::new(Code::DeadlineExceeded, io.to_string()).with_source(err);
         }
         source = e.source();
     }

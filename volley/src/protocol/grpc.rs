@@ -20,10 +20,10 @@ pub(crate) fn status_trailers(error: Option<&Error>, trailers: &HeaderMap) -> He
         }
         Some(err) => {
             out.insert(GRPC_STATUS, HeaderValue::from(err.code().as_u32()));
-            if !err.message().is_empty() {
-                if let Ok(v) = HeaderValue::try_from(encode_grpc_message(err.message())) {
-                    out.insert(GRPC_MESSAGE, v);
-                }
+            if !err.message().is_empty()
+                && let Ok(v) = HeaderValue::try_from(encode_grpc_message(err.message()))
+            {
+                out.insert(GRPC_MESSAGE, v);
             }
             if !err.details().is_empty() {
                 out.insert(
