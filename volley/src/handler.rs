@@ -12,6 +12,9 @@ use futures_util::StreamExt as _;
 use http::{Extensions, HeaderMap};
 
 use crate::codec::{Codec, Message};
+use crate::interceptor::{
+    CallInfo, Endpoint, Interceptor, Observers, Side, UnaryRequest, UnaryResponse, run_unary,
+};
 use crate::stream::{RawStream, ResponseStream, Streaming};
 use crate::{Error, Request, Response, Spec};
 
@@ -30,6 +33,8 @@ pub(crate) enum Output {
 }
 
 pub(crate) struct CallInput {
+    pub(crate) protocol: crate::Protocol,
+    pub(crate) interceptors: Option<Chain>,
     pub(crate) headers: HeaderMap,
     pub(crate) extensions: Extensions,
     pub(crate) deadline: Option<Instant>,
@@ -39,6 +44,7 @@ pub(crate) struct CallInput {
 }
 
 pub(crate) struct CallOutput {
+    pub(crate) observers: Option<Observers>,
     pub(crate) headers: HeaderMap,
     pub(crate) trailers: HeaderMap,
     pub(crate) output: Output,
@@ -52,6 +58,19 @@ pub(crate) trait ErasedHandler: Send + Sync + 'static {
 }
 
 pub(crate) type SharedHandler = Arc<dyn ErasedHandler>;
+
+/// The interceptors of a router, shared by every call.
+pub(crate) type Chain = Arc<Vec<Arc<dyn Interceptor>>>;
+
+fn call_info(input: &CallInput) -> CallInfo {
+    CallInfo {
+        spec: input.spec,
+        protocol: input.protocol,
+        side: Side::Server,
+        peer: input.extensions.get::<crate::PeerAddr>().map(|p| p.0),
+        deadline: input.deadline,
+    }
+}
 
 /// Reads exactly one message from a unary request.
 async fn single(input: Input, spec: &Spec) -> Result<Bytes, Error> {
@@ -88,26 +107,106 @@ fn encode_one<M: Message>(codec: Codec, message: &M) -> Result<Bytes, Error> {
     Ok(buf.freeze())
 }
 
-fn encode_stream<M: Message>(codec: Codec, stream: ResponseStream<M>) -> RawStream {
-    Box::pin(stream.map(move |item| item.and_then(|m| encode_one(codec, &m))))
+fn encode_stream<M: Message>(
+    codec: Codec,
+    stream: ResponseStream<M>,
+    observers: Option<Observers>,
+) -> RawStream {
+    Box::pin(stream.map(move |item| {
+        item.and_then(|m| {
+            if let Some(o) = &observers {
+                o.sent(&m);
+            }
+            encode_one(codec, &m)
+        })
+    }))
 }
 
-fn finish_single<M: Message>(codec: Codec, response: Response<M>) -> Result<CallOutput, Error> {
+fn finish_single<M: Message>(
+    codec: Codec,
+    response: Response<M>,
+    observers: Option<Observers>,
+) -> Result<CallOutput, Error> {
     let (message, headers, trailers) = response.into_parts();
+    if let Some(o) = &observers {
+        o.sent(&message);
+    }
+    let output = Output::Single(encode_one(codec, &message)?);
     Ok(CallOutput {
+        observers,
         headers,
         trailers,
-        output: Output::Single(encode_one(codec, &message)?),
+        output,
     })
 }
 
-fn finish_stream<M: Message>(codec: Codec, response: Response<ResponseStream<M>>) -> CallOutput {
+fn finish_stream<M: Message>(
+    codec: Codec,
+    response: Response<ResponseStream<M>>,
+    observers: Option<Observers>,
+) -> CallOutput {
     let (stream, headers, trailers) = response.into_parts();
+    let output = Output::Stream(encode_stream(codec, stream, observers.clone()));
     CallOutput {
+        observers,
         headers,
         trailers,
-        output: Output::Stream(encode_stream(codec, stream)),
+        output,
     }
+}
+
+/// Runs the streaming interceptors' start hooks; an error rejects the call.
+fn start_observers(call: &mut CallInput) -> Result<Option<Observers>, Error> {
+    let Some(chain) = call.interceptors.clone() else {
+        return Ok(None);
+    };
+    let info = call_info(call);
+    Observers::start(&chain, &info, &mut call.headers, &mut call.extensions)
+}
+
+/// Ends the observers with the handler's error before any response exists.
+fn observe_error<T>(observers: &Option<Observers>, result: Result<T, Error>) -> Result<T, Error> {
+    if let (Some(o), Err(e)) = (observers, &result) {
+        o.end(Err(e));
+    }
+    result
+}
+
+/// A unary call through the interceptor chain: the message travels typed, behind `dyn Any`.
+async fn intercepted_unary<F, Fut, Req, Res>(
+    f: Arc<F>,
+    chain: Chain,
+    info: CallInfo,
+    headers: HeaderMap,
+    extensions: Extensions,
+    message: Req,
+) -> Result<Response<Res>, Error>
+where
+    F: Fn(Request<Req>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<Res>, Error>> + Send + 'static,
+    Req: Message,
+    Res: Message,
+{
+    let endpoint: Endpoint = Arc::new(move |request: UnaryRequest| {
+        let f = f.clone();
+        Box::pin(async move {
+            let (info, headers, extensions, message) = request.into_parts();
+            let message = *message.downcast::<Req>().map_err(|_| {
+                Error::internal(
+                    "an interceptor replaced the request with a message of another type",
+                )
+            })?;
+            let request =
+                Request::from_parts(message, headers, extensions, info.deadline, info.spec);
+            let (m, h, t) = f(request).await?.into_parts();
+            Ok(UnaryResponse::from_parts(Box::new(m), h, t))
+        })
+    });
+    let request = UnaryRequest::new(info, headers, extensions, Box::new(message));
+    let (m, h, t) = run_unary(&chain, endpoint, request)
+        .await?
+        .into_message::<Res>()?;
+    Ok(Response::from_parts(m, h, t))
 }
 
 macro_rules! adapter {
@@ -142,6 +241,23 @@ where
 {
     fn call(&self, call: CallInput) -> HandlerFuture {
         let codec = call.codec;
+        if let Some(chain) = call.interceptors.clone() {
+            let info = call_info(&call);
+            let f = self.f.clone();
+            let CallInput {
+                headers,
+                extensions,
+                input,
+                spec,
+                ..
+            } = call;
+            return Box::pin(async move {
+                let message = codec.decode::<Req>(single(input, &spec).await?)?;
+                let response =
+                    intercepted_unary(f, chain, info, headers, extensions, message).await?;
+                finish_single(codec, response, None)
+            });
+        }
         let CallInput {
             headers,
             extensions,
@@ -157,7 +273,7 @@ where
                     message, headers, extensions, deadline, spec,
                 ))
             });
-            return Box::pin(async move { finish_single(codec, fut?.await?) });
+            return Box::pin(async move { finish_single(codec, fut?.await?, None) });
         }
         let f = self.f.clone();
         Box::pin(async move {
@@ -166,7 +282,7 @@ where
                 message, headers, extensions, deadline, spec,
             ))
             .await?;
-            finish_single(codec, response)
+            finish_single(codec, response, None)
         })
     }
 }
@@ -178,8 +294,12 @@ where
     Req: Message,
     Res: Message,
 {
-    fn call(&self, call: CallInput) -> HandlerFuture {
+    fn call(&self, mut call: CallInput) -> HandlerFuture {
         let codec = call.codec;
+        let observers = match start_observers(&mut call) {
+            Ok(o) => o,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
         let CallInput {
             headers,
             extensions,
@@ -189,13 +309,23 @@ where
             ..
         } = call;
         let f = self.f.clone();
+        let obs = observers.clone();
+        let mut guard = crate::interceptor::EndGuard(observers.clone());
         Box::pin(async move {
-            let message = codec.decode::<Req>(single(input, &spec).await?)?;
-            let response = f(Request::from_parts(
-                message, headers, extensions, deadline, spec,
-            ))
-            .await?;
-            Ok(finish_stream(codec, response))
+            let result = async move {
+                let message = codec.decode::<Req>(single(input, &spec).await?)?;
+                if let Some(o) = &obs {
+                    o.received(&message);
+                }
+                f(Request::from_parts(
+                    message, headers, extensions, deadline, spec,
+                ))
+                .await
+            }
+            .await;
+            guard.disarm();
+            let response = observe_error(&observers, result)?;
+            Ok(finish_stream(codec, response, observers))
         })
     }
 }
@@ -207,8 +337,12 @@ where
     Req: Message,
     Res: Message,
 {
-    fn call(&self, call: CallInput) -> HandlerFuture {
+    fn call(&self, mut call: CallInput) -> HandlerFuture {
         let codec = call.codec;
+        let observers = match start_observers(&mut call) {
+            Ok(o) => o,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
         let CallInput {
             headers,
             extensions,
@@ -217,11 +351,18 @@ where
             spec,
             ..
         } = call;
-        let stream = Streaming::new(into_stream(input), codec, Arc::default());
+        let stream = Streaming::new(into_stream(input), codec, Arc::default())
+            .observed(observers.clone(), false);
         let fut = (self.f)(Request::from_parts(
             stream, headers, extensions, deadline, spec,
         ));
-        Box::pin(async move { finish_single(codec, fut.await?) })
+        let mut guard = crate::interceptor::EndGuard(observers.clone());
+        Box::pin(async move {
+            let result = fut.await;
+            guard.disarm();
+            let response = observe_error(&observers, result)?;
+            finish_single(codec, response, observers)
+        })
     }
 }
 
@@ -232,8 +373,12 @@ where
     Req: Message,
     Res: Message,
 {
-    fn call(&self, call: CallInput) -> HandlerFuture {
+    fn call(&self, mut call: CallInput) -> HandlerFuture {
         let codec = call.codec;
+        let observers = match start_observers(&mut call) {
+            Ok(o) => o,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
         let CallInput {
             headers,
             extensions,
@@ -242,10 +387,17 @@ where
             spec,
             ..
         } = call;
-        let stream = Streaming::new(into_stream(input), codec, Arc::default());
+        let stream = Streaming::new(into_stream(input), codec, Arc::default())
+            .observed(observers.clone(), false);
         let fut = (self.f)(Request::from_parts(
             stream, headers, extensions, deadline, spec,
         ));
-        Box::pin(async move { Ok(finish_stream(codec, fut.await?)) })
+        let mut guard = crate::interceptor::EndGuard(observers.clone());
+        Box::pin(async move {
+            let result = fut.await;
+            guard.disarm();
+            let response = observe_error(&observers, result)?;
+            Ok(finish_stream(codec, response, observers))
+        })
     }
 }

@@ -154,7 +154,9 @@ fn streaming(call: Call, out: CallOutput) -> http::Response<Body> {
         Output::Single(b) => Box::pin(futures_util::stream::once(async move { Ok(b) })),
         Output::Stream(s) => s,
     };
+    let guard = crate::interceptor::EndGuard(out.observers.clone());
     let body = ResponseBody {
+        observers: guard,
         messages: Some(Box::pin(futures_util::StreamExt::catch_unwind(
             std::panic::AssertUnwindSafe(messages),
         ))),
@@ -177,6 +179,8 @@ type CaughtStream =
 /// The body of every enveloped response: frames each message as it comes, enforces the
 /// deadline, and closes with the protocol's end of stream.
 struct ResponseBody {
+    /// Told how the stream ended; dropped unfinished (the peer went away), it reports `canceled`.
+    observers: crate::interceptor::EndGuard,
     messages: Option<CaughtStream>,
     writer: FrameWriter,
     content_type: ContentType,
@@ -189,6 +193,9 @@ impl ResponseBody {
     fn finish(&mut self, error: Option<Error>) -> Frame<Bytes> {
         self.done = true;
         self.messages = None;
+        if let Some(o) = self.observers.0.take() {
+            o.end(error.as_ref().map_or(Ok(()), Err));
+        }
         let trailers = std::mem::take(&mut self.trailers);
         match self.content_type.protocol {
             Protocol::Connect => Frame::data(connect::end_stream_frame(error.as_ref(), &trailers)),
@@ -274,4 +281,19 @@ pub(crate) fn unsupported_encoding(name: &str, registry: &crate::compression::Re
             supported.join(", ")
         ),
     )
+}
+
+/// Writes `err` in the protocol the request speaks (read from its `content-type`), for tower
+/// middleware that rejects calls before they reach a [`Router`](crate::Router): a Connect
+/// error body, a Connect end-of-stream, or a gRPC / gRPC-Web trailers-only response.
+pub fn error_response_for(request_headers: &HeaderMap, err: &Error) -> http::Response<Body> {
+    let content_type = request_headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match crate::protocol::classify(content_type) {
+        crate::protocol::Classified::Known(ct) => immediate_error(ct, err),
+        crate::protocol::Classified::UnknownCodec(p) => error_response(p, err),
+        crate::protocol::Classified::Unknown => error_response(Protocol::Connect, err),
+    }
 }

@@ -48,6 +48,7 @@ struct Inner {
     send_limit: usize,
     require_protocol_header: bool,
     cors: Option<Cors>,
+    interceptors: Option<handler::Chain>,
 }
 
 /// Routes RPCs to handlers and speaks Connect, gRPC and gRPC-Web on the same paths.
@@ -92,6 +93,7 @@ impl Router {
                 send_limit: usize::MAX,
                 require_protocol_header: false,
                 cors: None,
+                interceptors: None,
             }),
         }
     }
@@ -191,6 +193,16 @@ impl Router {
     /// Default: off.
     pub fn cors(mut self, cors: Cors) -> Self {
         self.inner_mut().cors = Some(cors);
+        self
+    }
+
+    /// Adds an interceptor; interceptors run in the order they are added, outermost first.
+    /// Default: none (calls then skip the interceptor machinery entirely).
+    pub fn interceptor(mut self, interceptor: impl crate::Interceptor) -> Self {
+        let inner = self.inner_mut();
+        let mut chain: Vec<_> = inner.interceptors.as_deref().cloned().unwrap_or_default();
+        chain.push(Arc::new(interceptor));
+        inner.interceptors = Some(Arc::new(chain));
         self
     }
 
@@ -323,6 +335,8 @@ impl Inner {
         input: Input,
     ) -> http::Response<Body> {
         let call_input = CallInput {
+            protocol: ct.protocol,
+            interceptors: self.interceptors.clone(),
             headers,
             extensions,
             deadline: head.deadline,
@@ -330,7 +344,18 @@ impl Inner {
             input,
             spec: route.spec,
         };
-        let fut = std::panic::AssertUnwindSafe(route.handler.call(call_input)).catch_unwind();
+        let span = tracing::info_span!(
+            "rpc",
+            otel.kind = "server",
+            rpc.system = rpc_system(ct.protocol),
+            rpc.service = route.spec.service(),
+            rpc.method = route.spec.method(),
+            rpc.status_code = tracing::field::Empty,
+        );
+        let fut = tracing::Instrument::instrument(
+            std::panic::AssertUnwindSafe(route.handler.call(call_input)).catch_unwind(),
+            span.clone(),
+        );
         let result = match head.deadline {
             Some(deadline) => match tokio::time::timeout_at(deadline.into(), fut).await {
                 Ok(r) => r,
@@ -347,6 +372,10 @@ impl Inner {
             tracing::error!(procedure = route.spec.procedure, panic = %what, "handler panicked");
             Err(Error::internal("handler panicked"))
         });
+        if !span.is_disabled() {
+            let code = result.as_ref().err().map_or("ok", |e| e.code().as_str());
+            span.record("rpc.status_code", code);
+        }
         let writer = FrameWriter {
             codec: ct.codec,
             compression: head.response_compression,
@@ -556,6 +585,14 @@ impl Inner {
             Input::Single(message),
         )
         .await
+    }
+}
+
+/// The OpenTelemetry `rpc.system` value for a protocol.
+pub(crate) fn rpc_system(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Connect => "connect_rpc",
+        Protocol::Grpc | Protocol::GrpcWeb => "grpc",
     }
 }
 

@@ -46,6 +46,9 @@ pub struct Spec {
     pub stream_type: StreamType,
     /// The idempotency level.
     pub idempotency: Idempotency,
+    /// The method's `MethodOptions`, binary-encoded (custom options included), as generated
+    /// code records them; empty when none were set.
+    pub options: &'static [u8],
 }
 
 impl Spec {
@@ -59,7 +62,38 @@ impl Spec {
             procedure,
             stream_type,
             idempotency,
+            options: &[],
         }
+    }
+
+    /// The same spec with the method's encoded `MethodOptions`.
+    pub const fn with_options(mut self, options: &'static [u8]) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The raw bytes of a length-delimited option (a string, bytes or message option) with
+    /// field number `number`, e.g. a custom `(acme.required_role) = "admin"` option. The last
+    /// occurrence wins, as protobuf parsing does.
+    pub fn option_bytes(&self, number: u32) -> Option<&'static [u8]> {
+        crate::wire::Fields::new(self.options)
+            .map_while(Result::ok)
+            .filter_map(|(n, v)| match v {
+                crate::wire::Value::Bytes(b) if n == number => Some(b),
+                _ => None,
+            })
+            .last()
+    }
+
+    /// The value of a varint option (bool, enum or integer) with field number `number`.
+    pub fn option_varint(&self, number: u32) -> Option<u64> {
+        crate::wire::Fields::new(self.options)
+            .map_while(Result::ok)
+            .filter_map(|(n, v)| match v {
+                crate::wire::Value::Varint(x) if n == number => Some(x),
+                _ => None,
+            })
+            .last()
     }
 
     /// The fully-qualified service name (`package.Service`).
@@ -85,5 +119,21 @@ mod tests {
         assert_eq!(spec.method(), "Do");
         assert!(StreamType::BidiStream.is_client_streaming());
         assert!(!StreamType::ClientStream.is_server_streaming());
+        // field 50001 (string) = "admin", field 34 (idempotency_level) = 1
+        const OPTS: &[u8] = &[
+            0x8a, 0xb5, 0x18, 5, b'a', b'd', b'm', b'i', b'n', 0x90, 0x02, 1,
+        ];
+        let spec = spec.with_options(OPTS);
+        assert_eq!(spec.option_bytes(50001), Some(&b"admin"[..]));
+        assert_eq!(spec.option_varint(34), Some(1));
+        assert_eq!(spec.option_bytes(7), None);
+        // field 50001 (string) = "admin", field 34 (idempotency_level) = 1
+        const OPTS: &[u8] = &[
+            0x8a, 0xb5, 0x18, 5, b'a', b'd', b'm', b'i', b'n', 0x90, 0x02, 1,
+        ];
+        let spec = spec.with_options(OPTS);
+        assert_eq!(spec.option_bytes(50001), Some(&b"admin"[..]));
+        assert_eq!(spec.option_varint(34), Some(1));
+        assert_eq!(spec.option_bytes(7), None);
     }
 }

@@ -17,6 +17,7 @@ use crate::codec::{Codec, Message};
 use crate::compression::{Compression, decompress};
 use crate::envelope::{self, Decoder, Envelope};
 use crate::error::BoxError;
+use crate::interceptor::{EndGuard, Observers};
 use crate::{Code, Error};
 
 /// The HTTP body type Volley produces and accepts: any boxed body of [`Bytes`].
@@ -253,6 +254,9 @@ pub struct Streaming<M> {
     raw: RawStream,
     codec: Codec,
     trailers: Arc<Mutex<HeaderMap>>,
+    observers: Option<Observers>,
+    /// Client side: the end of this stream is the end of the call, for observers.
+    end_guard: EndGuard,
     _message: PhantomData<fn() -> M>,
 }
 
@@ -270,8 +274,19 @@ impl<M: Message> Streaming<M> {
             raw,
             codec,
             trailers,
+            observers: None,
+            end_guard: EndGuard(None),
             _message: PhantomData,
         }
+    }
+
+    /// Reports each decoded message to `observers`; with `ends_call`, also the stream's end.
+    pub(crate) fn observed(mut self, observers: Option<Observers>, ends_call: bool) -> Self {
+        if ends_call {
+            self.end_guard = EndGuard(observers.clone());
+        }
+        self.observers = observers;
+        self
     }
 
     /// A stream over already-decoded messages (handy in tests and interceptors).
@@ -299,12 +314,10 @@ impl<M: Message> Streaming<M> {
     }
 
     pub(crate) fn map_raw(self, f: impl FnOnce(RawStream) -> RawStream) -> Self {
-        Self {
-            raw: f(self.raw),
-            codec: self.codec,
-            trailers: self.trailers,
-            _message: PhantomData,
-        }
+        let mut this = self;
+        let raw = std::mem::replace(&mut this.raw, Box::pin(futures_util::stream::empty()));
+        this.raw = f(raw);
+        this
     }
 
     /// The next message, `Ok(None)` at a clean end of stream.
@@ -325,11 +338,24 @@ impl<M: Message> Stream for Streaming<M> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let codec = self.codec;
-        match ready!(self.raw.as_mut().poll_next(cx)) {
-            Some(Ok(bytes)) => Poll::Ready(Some(codec.decode(bytes))),
-            Some(Err(e)) => Poll::Ready(Some(Err(e))),
-            None => Poll::Ready(None),
+        let item = match ready!(self.raw.as_mut().poll_next(cx)) {
+            Some(Ok(bytes)) => Some(codec.decode::<M>(bytes)),
+            Some(Err(e)) => Some(Err(e)),
+            None => None,
+        };
+        if let Some(o) = &self.observers {
+            let ends_call = self.end_guard.0.is_some();
+            match &item {
+                Some(Ok(m)) => o.received(m),
+                Some(Err(e)) if ends_call => o.end(Err(e)),
+                None if ends_call => o.end(Ok(())),
+                _ => {}
+            }
+            if ends_call && !matches!(item, Some(Ok(_))) {
+                self.end_guard.0 = None;
+            }
         }
+        Poll::Ready(item)
     }
 }
 

@@ -19,6 +19,7 @@ use crate::codec::{Codec, Message};
 use crate::compression::{Compression, Registry};
 use crate::envelope;
 use crate::headers;
+use crate::interceptor::Observers;
 use crate::protocol::{ContentType, Protocol, connect, response_content_type};
 use crate::stream::{Body, FrameWriter, Streaming, full_body};
 use crate::timeout::{format_connect_timeout, format_grpc_timeout};
@@ -44,6 +45,7 @@ pub struct ClientConfig {
     headers: HeaderMap,
     use_get: bool,
     get_url_limit: usize,
+    interceptors: Option<crate::handler::Chain>,
     #[cfg(feature = "client")]
     pub(crate) http: self::http::HttpSettings,
 }
@@ -70,6 +72,7 @@ impl ClientConfig {
             headers: HeaderMap::new(),
             use_get: false,
             get_url_limit: 8 * 1024,
+            interceptors: None,
             #[cfg(feature = "client")]
             http: Default::default(),
         })
@@ -133,6 +136,15 @@ impl ClientConfig {
     pub fn connect_get(mut self, enabled: bool, url_limit: usize) -> Self {
         self.use_get = enabled;
         self.get_url_limit = url_limit;
+        self
+    }
+
+    /// Adds an interceptor; interceptors run in the order they are added, outermost first.
+    /// Default: none.
+    pub fn interceptor(mut self, interceptor: impl crate::Interceptor) -> Self {
+        let mut chain: Vec<_> = self.interceptors.as_deref().cloned().unwrap_or_default();
+        chain.push(Arc::new(interceptor));
+        self.interceptors = Some(Arc::new(chain));
         self
     }
 
@@ -225,6 +237,7 @@ impl Client<HttpTransport> {
 }
 
 /// The resolved settings of one call.
+#[derive(Clone)]
 pub(crate) struct Prepared {
     pub(crate) content_type: ContentType,
     pub(crate) writer: FrameWriter,
@@ -381,6 +394,63 @@ impl<T: Transport> Client<T> {
         options: CallOptions,
     ) -> Result<Response<Res>, Error> {
         let p = self.prepare(&spec, options)?;
+        match self.config.interceptors.clone() {
+            None => self.unary_prepared(spec, request, p).await,
+            Some(chain) => self.unary_intercepted(chain, spec, request, p).await,
+        }
+    }
+
+    async fn unary_intercepted<Req: Message, Res: Message>(
+        &self,
+        chain: crate::handler::Chain,
+        spec: Spec,
+        request: Req,
+        mut p: Prepared,
+    ) -> Result<Response<Res>, Error> {
+        use crate::interceptor::{
+            CallInfo, Endpoint, Side, UnaryRequest, UnaryResponse, run_unary,
+        };
+        let info = CallInfo {
+            spec,
+            protocol: self.config.protocol,
+            side: Side::Client,
+            peer: None,
+            deadline: p.deadline,
+        };
+        let headers = std::mem::take(&mut p.headers);
+        let this = self.clone();
+        let endpoint: Endpoint = Arc::new(move |request: UnaryRequest| {
+            let this = this.clone();
+            let mut p = p.clone();
+            Box::pin(async move {
+                let (_, headers, _, message) = request.into_parts();
+                p.headers = headers;
+                let message = *message.downcast::<Req>().map_err(|_| {
+                    Error::internal(
+                        "an interceptor replaced the request with a message of another type",
+                    )
+                })?;
+                let (m, h, t) = this
+                    .unary_prepared::<Req, Res>(spec, message, p)
+                    .await?
+                    .into_parts();
+                Ok(UnaryResponse::from_parts(Box::new(m), h, t))
+            })
+        });
+        let request =
+            UnaryRequest::new(info, headers, ::http::Extensions::new(), Box::new(request));
+        let (m, h, t) = run_unary(&chain, endpoint, request)
+            .await?
+            .into_message::<Res>()?;
+        Ok(Response::from_parts(m, h, t))
+    }
+
+    async fn unary_prepared<Req: Message, Res: Message>(
+        &self,
+        spec: Spec,
+        request: Req,
+        p: Prepared,
+    ) -> Result<Response<Res>, Error> {
         let deadline = p.deadline;
         let call = async move {
             let encoded = p.writer.encode(&request)?;
@@ -393,6 +463,21 @@ impl<T: Transport> Client<T> {
             }
         };
         with_deadline(deadline, call).await
+    }
+
+    /// Runs the streaming interceptors' start hooks for a client call.
+    fn observe(&self, spec: Spec, p: &mut Prepared) -> Result<Option<Observers>, Error> {
+        let Some(chain) = &self.config.interceptors else {
+            return Ok(None);
+        };
+        let info = crate::interceptor::CallInfo {
+            spec,
+            protocol: self.config.protocol,
+            side: crate::interceptor::Side::Client,
+            peer: None,
+            deadline: p.deadline,
+        };
+        Observers::start(chain, &info, &mut p.headers, &mut ::http::Extensions::new())
     }
 
     async fn connect_unary<Res: Message>(
@@ -484,11 +569,13 @@ impl<T: Transport> Client<T> {
         Res: Message,
         S: Stream<Item = Req> + Send + 'static,
     {
-        let p = self.prepare(&spec, options)?;
+        let mut p = self.prepare(&spec, options)?;
+        let observers = self.observe(spec, &mut p)?;
         let deadline = p.deadline;
-        let body = request_body(p.writer.clone(), requests);
+        let body = request_body(p.writer.clone(), requests, observers.clone());
         let call = async move {
-            let (headers, mut stream) = self.open_stream::<Res>(&spec, p, body).await?;
+            let (headers, stream) = self.open_stream::<Res>(&spec, p, body).await?;
+            let mut stream = stream.observed(observers.clone(), true);
             read::finish_unary(headers, &mut stream).await
         };
         with_deadline(deadline, call).await
@@ -501,12 +588,16 @@ impl<T: Transport> Client<T> {
         spec: Spec,
         options: CallOptions,
     ) -> Result<BidiStream<Req, Res>, Error> {
-        let p = self.prepare(&spec, options)?;
+        let mut p = self.prepare(&spec, options)?;
+        let observers = self.observe(spec, &mut p)?;
         let deadline = p.deadline;
         let (tx, rx) = tokio::sync::mpsc::channel::<Req>(16);
-        let body = request_body(p.writer.clone(), tokio_stream_from(rx));
+        let body = request_body(p.writer.clone(), tokio_stream_from(rx), observers.clone());
         let this = self.clone();
-        let open = async move { this.open_stream::<Res>(&spec, p, body).await };
+        let open = async move {
+            let (headers, stream) = this.open_stream::<Res>(&spec, p, body).await?;
+            Ok((headers, stream.observed(observers, true)))
+        };
         Ok(BidiStream::new(
             tx,
             Box::pin(with_deadline(deadline, open)),
@@ -538,11 +629,18 @@ fn tokio_stream_from<T: Send + 'static>(
 }
 
 /// A streaming request body: each message encoded, compressed and framed as it comes.
-fn request_body<Req: Message, S>(writer: FrameWriter, requests: S) -> Body
+fn request_body<Req: Message, S>(
+    writer: FrameWriter,
+    requests: S,
+    observers: Option<Observers>,
+) -> Body
 where
     S: Stream<Item = Req> + Send + 'static,
 {
     let frames = requests.map(move |m| {
+        if let Some(o) = &observers {
+            o.sent(&m);
+        }
         let encoded = writer.encode(&m)?;
         frame_one(&writer, encoded).map(::http_body::Frame::data)
     });
