@@ -305,11 +305,11 @@ impl Observers {
     }
 
     pub(crate) fn end(&self, result: Result<(), &Error>) {
-        if let Ok(mut s) = self.inner.lock() {
-            if !s.ended {
-                s.ended = true;
-                s.observers.iter_mut().for_each(|o| o.on_end(result));
-            }
+        if let Ok(mut s) = self.inner.lock()
+            && !s.ended
+        {
+            s.ended = true;
+            s.observers.iter_mut().for_each(|o| o.on_end(result));
         }
     }
 }

@@ -52,4 +52,6 @@ pub mod __private {
     /// Generated code evaluates this constant; a runtime incompatible with the generator
     /// lacks it, and compilation fails naming it.
     pub const GENERATED_CODE_REQUIRES_VOLLEY_0_1: () = ();
+    /// The stream trait generated streaming signatures name.
+    pub use futures_core::Stream;
 }

@@ -127,13 +127,5 @@ mod tests {
         assert_eq!(spec.option_bytes(50001), Some(&b"admin"[..]));
         assert_eq!(spec.option_varint(34), Some(1));
         assert_eq!(spec.option_bytes(7), None);
-        // field 50001 (string) = "admin", field 34 (idempotency_level) = 1
-        const OPTS: &[u8] = &[
-            0x8a, 0xb5, 0x18, 5, b'a', b'd', b'm', b'i', b'n', 0x90, 0x02, 1,
-        ];
-        let spec = spec.with_options(OPTS);
-        assert_eq!(spec.option_bytes(50001), Some(&b"admin"[..]));
-        assert_eq!(spec.option_varint(34), Some(1));
-        assert_eq!(spec.option_bytes(7), None);
     }
 }

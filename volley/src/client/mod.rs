@@ -542,19 +542,28 @@ impl<T: Transport> Client<T> {
         request: Req,
         options: CallOptions,
     ) -> Result<Response<Streaming<Res>>, Error> {
-        let p = self.prepare(&spec, options)?;
+        let mut p = self.prepare(&spec, options)?;
+        let observers = self.observe(spec, &mut p)?;
         let deadline = p.deadline;
+        if let Some(o) = &observers {
+            o.sent(&request);
+        }
         let open = async move {
             let encoded = p.writer.encode(&request)?;
             let body = full_body(frame_one(&p.writer, encoded)?);
             self.open_stream::<Res>(&spec, p, body).await
         };
-        let (headers, stream) = with_deadline(deadline, open).await?;
-        Ok(Response::from_parts(
-            read::with_stream_deadline(stream, deadline),
-            headers,
-            HeaderMap::new(),
-        ))
+        let (headers, stream) = match with_deadline(deadline, open).await {
+            Ok(x) => x,
+            Err(e) => {
+                if let Some(o) = &observers {
+                    o.end(Err(&e));
+                }
+                return Err(e);
+            }
+        };
+        let stream = read::with_stream_deadline(stream, deadline).observed(observers, true);
+        Ok(Response::from_parts(stream, headers, HeaderMap::new()))
     }
 
     /// Calls a client-streaming method with the messages of `requests`.
