@@ -36,13 +36,13 @@ print_summary() {
 }
 
 step "cargo fmt --check" cargo fmt --all -- --check
-step "cargo clippy (all targets, -D warnings)" cargo clippy --workspace --all-targets --locked -- -D warnings
+step "cargo clippy (all targets, -D warnings)" cargo clippy --workspace --all-targets -- -D warnings
 if [ "$QUICK" = 0 ] && [ -x scripts/install-peers.sh ]; then
   step "install peers (apt, npm ci, pip venv)" scripts/install-peers.sh
 fi
-step "build test binaries" cargo test --workspace --locked --no-run
-step "unit, property and black-box tests" cargo test --workspace --locked
-step "doc tests" cargo test --workspace --doc --locked
+step "build test binaries" cargo test --workspace --no-run
+step "unit, property and black-box tests" cargo test --workspace
+step "doc tests" cargo test --workspace --doc
 if [ "$QUICK" = 0 ] && [ -x scripts/interop.sh ]; then
   step "interop with real peers" scripts/interop.sh
 fi
