@@ -159,6 +159,7 @@ impl Default for Registry {
     /// Every built-in algorithm the enabled features provide, preferring gzip, then zstd, br
     /// and deflate; a 1 KiB minimum size before compressing outgoing messages.
     fn default() -> Self {
+        #[allow(unused_mut)] // reason: with no compression feature enabled nothing is pushed
         let mut r = Self::empty();
         #[cfg(feature = "gzip")]
         r.push(Gzip);

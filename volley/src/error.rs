@@ -25,6 +25,7 @@ struct Inner {
     message: String,
     details: Vec<ErrorDetail>,
     metadata: HeaderMap,
+    headers: HeaderMap,
     source: Option<BoxError>,
     wire: bool,
 }
@@ -136,6 +137,7 @@ impl Error {
                 message: message.into(),
                 details: Vec::new(),
                 metadata: HeaderMap::new(),
+                headers: HeaderMap::new(),
                 source: None,
                 wire: false,
             }),
@@ -233,6 +235,25 @@ impl Error {
     /// Metadata, mutable.
     pub fn metadata_mut(&mut self) -> &mut HeaderMap {
         &mut self.inner.metadata
+    }
+
+    /// Response headers a server sends before the error. gRPC and gRPC-Web then answer with
+    /// a HEADERS block followed by the status trailers instead of a trailers-only response;
+    /// Connect sends them as ordinary response headers. [`metadata`](Self::metadata) travels
+    /// as trailers (gRPC, gRPC-Web, Connect streams) or headers (Connect unary).
+    pub fn headers(&self) -> &HeaderMap {
+        &self.inner.headers
+    }
+
+    /// Response headers sent before the error, mutable.
+    pub fn headers_mut(&mut self) -> &mut HeaderMap {
+        &mut self.inner.headers
+    }
+
+    /// Builder form of [`headers_mut`](Self::headers_mut).
+    pub fn with_headers(mut self, headers: HeaderMap) -> Self {
+        self.inner.headers.extend(headers);
+        self
     }
 
     /// Whether the peer sent this error (as opposed to it arising locally).

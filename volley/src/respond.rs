@@ -100,8 +100,33 @@ pub(crate) fn immediate_error(ct: ContentType, err: &Error) -> http::Response<Bo
                 Some(err),
                 &HeaderMap::new(),
             )));
-            res.headers_mut()
-                .insert(CONTENT_TYPE, header_value(&response_content_type(ct)));
+            let h = res.headers_mut();
+            h.insert(CONTENT_TYPE, header_value(&response_content_type(ct)));
+            headers::copy_user_headers(err.headers(), h);
+            res
+        }
+        (Protocol::Grpc | Protocol::GrpcWeb, _) if !err.headers().is_empty() => {
+            // Headers first, then the status: not trailers-only, so peers see both.
+            let status = grpc::status_trailers(Some(err), &HeaderMap::new());
+            let body = match ct.protocol {
+                Protocol::Grpc => {
+                    let frame = http_body::Frame::trailers(status);
+                    let once = futures_util::stream::iter([Ok::<_, crate::BoxError>(frame)]);
+                    http_body_util::BodyExt::boxed_unsync(http_body_util::StreamBody::new(once))
+                }
+                _ => {
+                    let frame = grpc_web::trailers_frame(&status);
+                    if ct.variant {
+                        full_body(base64::engine::general_purpose::STANDARD.encode(&frame))
+                    } else {
+                        full_body(frame)
+                    }
+                }
+            };
+            let mut res = http::Response::new(body);
+            let h = res.headers_mut();
+            h.insert(CONTENT_TYPE, header_value(&response_content_type(ct)));
+            headers::copy_user_headers(err.headers(), h);
             res
         }
         (Protocol::Grpc | Protocol::GrpcWeb, _) => {
@@ -125,6 +150,7 @@ pub(crate) fn error_response(protocol: Protocol, err: &Error) -> http::Response<
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let h = res.headers_mut();
             h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers::copy_user_headers(err.headers(), h);
             headers::copy_user_headers(err.metadata(), h);
             res
         }

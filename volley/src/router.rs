@@ -289,7 +289,12 @@ impl Inner {
         };
         let head = match self.read_head(ct, &parts.headers) {
             Ok(head) => head,
-            Err(err) => return immediate_error(ct, &err),
+            Err(err) => {
+                // An unknown encoding is answered with the ones we accept, as gRPC asks.
+                let mut res = immediate_error(ct, &err);
+                self.advertise_encodings(ct, res.headers_mut());
+                return res;
+            }
         };
         let input = if ct.protocol == Protocol::Connect && ct.variant {
             match self
@@ -382,14 +387,33 @@ impl Inner {
             min_size: self.compression.min_size(),
             send_limit: self.send_limit,
         };
-        respond::respond(
+        let mut res = respond::respond(
             Call {
                 content_type: ct,
                 writer,
                 deadline: head.deadline,
             },
             result,
-        )
+        );
+        self.advertise_encodings(ct, res.headers_mut());
+        res
+    }
+
+    /// Adds the protocol's accept-encoding header listing the compressions we accept
+    /// (`grpc-accept-encoding`, `connect-accept-encoding`, or `accept-encoding` for Connect
+    /// unary), as connect-go and grpc-go do.
+    fn advertise_encodings(&self, ct: ContentType, h: &mut HeaderMap) {
+        let name = match ct.protocol {
+            Protocol::Connect if ct.variant => headers::ACCEPT_ENCODING,
+            Protocol::Connect => headers::CONNECT_ACCEPT_ENCODING,
+            Protocol::Grpc | Protocol::GrpcWeb => headers::GRPC_ACCEPT_ENCODING,
+        };
+        let accepted = self.compression.accept_header();
+        if !accepted.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&accepted)
+        {
+            h.insert(name, v);
+        }
     }
 
     fn read_head(&self, ct: ContentType, h: &HeaderMap) -> Result<Head, Error> {
@@ -576,12 +600,15 @@ impl Inner {
             response_compression,
             deadline,
         };
+        // The query is the request for a GET: handlers can read it from the `Uri` extension.
+        let mut extensions = parts.extensions;
+        extensions.insert(parts.uri);
         self.call(
             route,
             head.content_type,
             head,
             parts.headers,
-            parts.extensions,
+            extensions,
             Input::Single(message),
         )
         .await

@@ -179,7 +179,11 @@ fn connection_service(
         let router = router.clone();
         let certs = certs.clone();
         async move {
-            let mut request = request.map(boxed_body);
+            let mut request = if request.version() < http::Version::HTTP_2 {
+                request.map(|body| boxed_body(DrainOnDrop(Some(body))))
+            } else {
+                request.map(boxed_body)
+            };
             request.extensions_mut().insert(PeerAddr(peer));
             if let Some(certs) = certs {
                 request.extensions_mut().insert(certs);
@@ -187,4 +191,68 @@ fn connection_service(
             Ok(router.handle(request).await)
         }
     })
+}
+
+/// The most of an unread HTTP/1.1 request body drained after its handler is done with it.
+const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
+/// How long draining an unread HTTP/1.1 request body may take.
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// An HTTP/1.1 request body that, dropped before its end (an error answered before the whole
+/// request was read), drains the rest in the background. Otherwise hyper closes the connection
+/// with unread bytes in the socket, the peer's TCP stack gets a reset, and the client sees a
+/// broken pipe or an unexpected EOF instead of the response it was sent.
+struct DrainOnDrop(Option<hyper::body::Incoming>);
+
+impl http_body::Body for DrainOnDrop {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
+        match self.0.as_mut() {
+            Some(body) => std::pin::Pin::new(body).poll_frame(cx),
+            None => std::task::Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.as_ref().is_none_or(http_body::Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0
+            .as_ref()
+            .map(http_body::Body::size_hint)
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for DrainOnDrop {
+    fn drop(&mut self) {
+        let Some(mut body) = self.0.take() else {
+            return;
+        };
+        if http_body::Body::is_end_stream(&body) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            use http_body_util::BodyExt as _;
+            let drain = async {
+                let mut read = 0;
+                while let Some(Ok(frame)) = body.frame().await {
+                    read += frame.data_ref().map_or(0, bytes::Bytes::len);
+                    if read > DRAIN_LIMIT {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+        });
+    }
 }

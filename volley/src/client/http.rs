@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+#[cfg(feature = "tls")]
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -133,21 +133,41 @@ pub(crate) fn open_response<Res: Message>(
         let err = Error::new(code, format!("HTTP status {}", parts.status));
         return Err(with_metadata(err, &headers).into_wire());
     }
-    // gRPC and gRPC-Web may answer "trailers-only": the status sits in the headers.
-    if protocol != Protocol::Connect
-        && let Some(status) = grpc::parse_status(&headers)
-    {
-        let raw: RawStream = match status {
-            Ok(meta) => {
-                if let Ok(mut t) = trailers_slot.lock() {
-                    *t = meta;
+    // gRPC and gRPC-Web may answer "trailers-only": the status sits in the headers. It stands
+    // only for an empty body: a status in the trailers wins, and a message without trailers is
+    // an error, so unless the body has visibly ended it is kept as a fallback.
+    let header_status = match protocol {
+        Protocol::Connect => None,
+        _ => grpc::parse_status(&headers),
+    };
+    match header_status {
+        Some(status) if http_body::Body::is_end_stream(&body) => {
+            let raw: RawStream = match status {
+                Ok(meta) => {
+                    if let Ok(mut t) = trailers_slot.lock() {
+                        *t = meta;
+                    }
+                    Box::pin(futures_util::stream::empty())
                 }
-                Box::pin(futures_util::stream::empty())
-            }
-            Err(err) => Box::pin(futures_util::stream::once(async move { Err(err) })),
-        };
-        return Ok((headers, Streaming::new(raw, codec, trailers_slot)));
+                Err(err) => Box::pin(futures_util::stream::once(async move { Err(err) })),
+            };
+            Ok((headers, Streaming::new(raw, codec, trailers_slot)))
+        }
+        header_status => open_enveloped(headers, body, p, header_status),
     }
+}
+
+/// Checks an enveloped response's content type and encoding and returns its message stream;
+/// `header_status` is a gRPC status seen in the headers, used if the body ends empty.
+fn open_enveloped<Res: Message>(
+    headers: HeaderMap,
+    body: Body,
+    p: &Prepared,
+    header_status: Option<Result<HeaderMap, Error>>,
+) -> Result<(HeaderMap, Streaming<Res>), Error> {
+    let protocol = p.content_type.protocol;
+    let codec = p.content_type.codec;
+    let trailers_slot: Arc<Mutex<HeaderMap>> = Arc::default();
     let ct = content_type(&headers);
     let base = ct.split(';').next().unwrap_or("").trim().to_string();
     let ok = match protocol {
@@ -191,6 +211,8 @@ pub(crate) fn open_response<Res: Message>(
         slot: trailers_slot.clone(),
         ended: false,
         done: false,
+        header_status,
+        seen_message: false,
     };
     let raw = futures_util::stream::poll_fn(move |cx| state.poll(cx));
     Ok((headers, Streaming::new(Box::pin(raw), codec, trailers_slot)))
@@ -202,6 +224,8 @@ struct ReaderState {
     slot: Arc<Mutex<HeaderMap>>,
     ended: bool,
     done: bool,
+    header_status: Option<Result<HeaderMap, Error>>,
+    seen_message: bool,
 }
 
 impl ReaderState {
@@ -230,6 +254,7 @@ impl ReaderState {
                             "protocol error: message after the end of the stream",
                         ));
                     }
+                    self.seen_message = true;
                     return Poll::Ready(Some(Ok(bytes)));
                 }
                 Poll::Ready(Some(Ok(Frame::Control(block)))) => {
@@ -269,9 +294,13 @@ impl ReaderState {
                                 "protocol error: trailers carry no grpc-status",
                             ))
                         }),
-                        (_, None) => Err(Error::internal(
-                            "protocol error: stream ended without trailers",
-                        )),
+                        (_, None) => match self.header_status.take() {
+                            // A trailers-only response after all (sent with an open body).
+                            Some(status) if !self.seen_message => status,
+                            _ => Err(Error::internal(
+                                "protocol error: stream ended without trailers",
+                            )),
+                        },
                     };
                     return match status {
                         Ok(trailers) => {
