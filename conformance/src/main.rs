@@ -1,1 +1,2 @@
+//! Placeholder until the conformance binaries land.
 fn main() {}
