@@ -402,6 +402,58 @@ for proto in connect grpc grpcweb; do
     "$NODE" interop/node/client.mjs --url "$VTLS" --http 2 --protocol "$proto" --codec proto --compression gzip
 done
 
+# === c. the Eliza demo: reflection and health, with no schema on the caller's side ========
+log "building eliza"
+if cargo build -p eliza --bins 2>"$LOGS/cargo-build-eliza.err"; then
+  ELIZA_PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "$BIN/eliza" --addr "127.0.0.1:$ELIZA_PORT" >"$LOGS/eliza.out" 2>&1 </dev/null &
+  PIDS+=($!)
+  for _ in $(seq 1 100); do
+    grep -q "Eliza is listening" "$LOGS/eliza.out" 2>/dev/null && break
+    sleep 0.1
+  done
+  EURL=http://127.0.0.1:$ELIZA_PORT
+  G="buf curl -> eliza (reflection, health)"
+  # reflect_curl LABEL CHECK-REGEXES ARGS...: buf curl with no --schema; each regex (joined by
+  # ` @@ `) must match the output.
+  reflect_curl() {
+    local label=$1 chk=$2; shift 2
+    local out=$LOGS/reflect-$STEP_NO.out re rest=$chk
+    timeout --kill-after=5 60 "$BUF" curl "$@" >"$out" 2>&1 </dev/null
+    local rc=$?
+    CHECK_ERR=""
+    [[ $rc == 0 ]] || CHECK_ERR="exit $rc: $(tr '\n' ' ' <"$out" | cut -c1-300)"
+    while [[ -z $CHECK_ERR && -n $rest ]]; do
+      re=${rest%% @@ *}
+      [[ $rest == *" @@ "* ]] && rest=${rest#* @@ } || rest=""
+      grep -qE "$re" "$out" || CHECK_ERR="output lacks /$re/: $(tr '\n' ' ' <"$out" | cut -c1-300)"
+    done
+    check_result "$G" "$label"
+  }
+  for refl in grpc-v1 grpc-v1alpha; do
+    reflect_curl "list services ($refl)" \
+      '^connectrpc.eliza.v1.ElizaService$ @@ ^grpc.health.v1.Health$ @@ ^grpc.reflection.v1.ServerReflection$' \
+      --protocol grpc --http2-prior-knowledge --reflect-protocol "$refl" --list-services "$EURL"
+  done
+  reflect_curl "Say, schema from reflection (grpc)" '"sentence": ".+"' \
+    --protocol grpc --http2-prior-knowledge -d '{"sentence":"I feel happy"}' "$EURL/connectrpc.eliza.v1.ElizaService/Say"
+  reflect_curl "Say, schema from reflection (connect)" '"sentence": ".+"' \
+    --protocol connect -d '{"sentence":"I feel happy"}' "$EURL/connectrpc.eliza.v1.ElizaService/Say"
+  reflect_curl "Introduce stream, schema from reflection" '"sentence": ".+"' \
+    --protocol grpcweb -d '{"name":"Ada"}' "$EURL/connectrpc.eliza.v1.ElizaService/Introduce"
+  reflect_curl "health Check (server)" '"status": "SERVING"' \
+    --protocol grpc --http2-prior-knowledge -d '{}' "$EURL/grpc.health.v1.Health/Check"
+  reflect_curl "health Check (ElizaService)" '"status": "SERVING"' \
+    --protocol grpc --http2-prior-knowledge -d '{"service":"connectrpc.eliza.v1.ElizaService"}' \
+    "$EURL/grpc.health.v1.Health/Check"
+  G="grpcio health client -> eliza"
+  run "$G" "Check known and unknown services, Watch" 60 \
+    "$PY" interop/python/health_check.py "$ELIZA_PORT" connectrpc.eliza.v1.ElizaService
+else
+  tail -30 "$LOGS/cargo-build-eliza.err" >&2
+  CHECK_ERR="cargo build -p eliza failed"; G="eliza"; check_result "$G" "build"
+fi
+
 # === b. Volley's client -> foreign servers =============================================
 start node-h2c "$NODE" interop/node/server.mjs --h2c --port 0
 NODE_H2C=$PORT

@@ -67,3 +67,19 @@ impl ElizaService for Eliza {
 pub fn router() -> Router {
     pb::register_eliza_service(Router::new(), Eliza)
 }
+
+/// The full demo: Eliza plus `grpc.health.v1` and `grpc.reflection` (v1 and v1alpha), with CORS
+/// for browsers. The reporter marks every service NOT_SERVING at shutdown.
+pub fn app() -> (Router, volley_health::HealthReporter) {
+    let (reporter, health) = volley_health::health_service();
+    reporter.set_serving("connectrpc.eliza.v1.ElizaService");
+    let router = health.register(router());
+    let reflection = volley_reflection::Reflection::from_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .and_then(|r| r.add_file_descriptor_set(volley_health::FILE_DESCRIPTOR_SET))
+        .expect("the build script's descriptor set is valid");
+    let router = reflection
+        .with_services_of(&router)
+        .register(router)
+        .cors(volley::Cors::allow_any_origin());
+    (router, reporter)
+}

@@ -27,9 +27,11 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.addr))?;
     let addr = listener.local_addr()?;
     print_try_it(addr);
+    let (router, health) = eliza::app();
     volley::server::Server::from_listener(listener)
-        .serve_with_shutdown(eliza::router(), async {
+        .serve_with_shutdown(router, async move {
             let _ = tokio::signal::ctrl_c().await;
+            health.shutdown();
         })
         .await
         .context("serving")?;
@@ -56,6 +58,11 @@ fn print_try_it(addr: SocketAddr) {
         "  buf curl --schema {schema} --protocol grpc --http2-prior-knowledge --data '{json}' {base}/Say"
     );
     println!("  buf curl --schema {schema} --protocol grpcweb --data '{json}' {base}/Say");
+    println!("Reflection and health (no --schema needed):");
+    println!("  buf curl --protocol grpc --http2-prior-knowledge --list-services http://{addr}");
+    println!(
+        "  buf curl --protocol grpc --http2-prior-knowledge --data '{{}}' http://{addr}/grpc.health.v1.Health/Check"
+    );
     println!("Server streaming:");
     println!("  buf curl --schema {schema} --data '{{\"name\": \"Ada\"}}' {base}/Introduce");
     println!();
