@@ -74,9 +74,10 @@ pub fn app() -> (Router, volley_health::HealthReporter) {
     let (reporter, health) = volley_health::health_service();
     reporter.set_serving("connectrpc.eliza.v1.ElizaService");
     let router = health.register(router());
-    let reflection = volley_reflection::Reflection::from_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .and_then(|r| r.add_file_descriptor_set(volley_health::FILE_DESCRIPTOR_SET))
-        .expect("the build script's descriptor set is valid");
+    let reflection =
+        volley_reflection::Reflection::from_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .and_then(|r| r.add_file_descriptor_set(volley_health::FILE_DESCRIPTOR_SET))
+            .expect("the build script's descriptor set is valid");
     let router = reflection
         .with_services_of(&router)
         .register(router)
