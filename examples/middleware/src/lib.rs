@@ -67,17 +67,17 @@ impl BearerAuth {
             .get(token)
             .cloned()
             .ok_or_else(|| Error::unauthenticated("unknown bearer token"))?;
-        if let Some(role) = info.spec.option_bytes(REQUIRED_ROLE_OPTION) {
-            if role != caller.role.as_bytes() {
-                return Err(Error::new(
-                    Code::PermissionDenied,
-                    format!(
-                        "{} needs role {}",
-                        info.spec.method(),
-                        String::from_utf8_lossy(role)
-                    ),
-                ));
-            }
+        if let Some(role) = info.spec.option_bytes(REQUIRED_ROLE_OPTION)
+            && role != caller.role.as_bytes()
+        {
+            return Err(Error::new(
+                Code::PermissionDenied,
+                format!(
+                    "{} needs role {}",
+                    info.spec.method(),
+                    String::from_utf8_lossy(role)
+                ),
+            ));
         }
         Ok(caller)
     }
