@@ -297,8 +297,20 @@ impl Error {
 
     /// Parses a Connect JSON error body; `None` when it is not one.
     pub fn from_connect_json(value: &serde_json::Value) -> Option<Self> {
+        let code: Code = value.get("code")?.as_str()?.parse().ok()?;
+        Self::from_connect_json_or(value, code)
+    }
+
+    /// Parses a Connect JSON error body whose code may be missing, null or unknown: such a
+    /// code becomes `fallback` (the HTTP status's code, or `unknown`), the rest is kept.
+    /// `None` when the body is not a JSON object.
+    pub(crate) fn from_connect_json_or(value: &serde_json::Value, fallback: Code) -> Option<Self> {
         let obj = value.as_object()?;
-        let code: Code = obj.get("code")?.as_str()?.parse().ok()?;
+        let code = obj
+            .get("code")
+            .and_then(|c| c.as_str())
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(fallback);
         let message = obj.get("message").and_then(|m| m.as_str()).unwrap_or("");
         let mut err = Self::new(code, message);
         if let Some(details) = obj.get("details").and_then(|d| d.as_array()) {

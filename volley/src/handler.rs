@@ -330,6 +330,46 @@ where
     }
 }
 
+/// The shared driver of the two kinds whose input is a stream: hands the handler a
+/// [`Streaming`] request, then turns its response into output with `finish`.
+fn call_with_stream<F, Fut, Req, R>(
+    f: &F,
+    mut call: CallInput,
+    finish: fn(Codec, R, Option<Observers>) -> Result<CallOutput, Error>,
+) -> HandlerFuture
+where
+    F: Fn(Request<Streaming<Req>>) -> Fut,
+    Fut: Future<Output = Result<R, Error>> + Send + 'static,
+    Req: Message,
+    R: Send + 'static,
+{
+    let codec = call.codec;
+    let observers = match start_observers(&mut call) {
+        Ok(o) => o,
+        Err(e) => return Box::pin(async move { Err(e) }),
+    };
+    let CallInput {
+        headers,
+        extensions,
+        deadline,
+        input,
+        spec,
+        ..
+    } = call;
+    let stream = Streaming::new(into_stream(input), codec, Arc::default())
+        .observed(observers.clone(), false);
+    let fut = f(Request::from_parts(
+        stream, headers, extensions, deadline, spec,
+    ));
+    let mut guard = crate::interceptor::EndGuard(observers.clone());
+    Box::pin(async move {
+        let result = fut.await;
+        guard.disarm();
+        let response = observe_error(&observers, result)?;
+        finish(codec, response, observers)
+    })
+}
+
 impl<F, Fut, Req, Res> ErasedHandler for ClientStream<F, Req, Res>
 where
     F: Fn(Request<Streaming<Req>>) -> Fut + Send + Sync + 'static,
@@ -337,32 +377,8 @@ where
     Req: Message,
     Res: Message,
 {
-    fn call(&self, mut call: CallInput) -> HandlerFuture {
-        let codec = call.codec;
-        let observers = match start_observers(&mut call) {
-            Ok(o) => o,
-            Err(e) => return Box::pin(async move { Err(e) }),
-        };
-        let CallInput {
-            headers,
-            extensions,
-            deadline,
-            input,
-            spec,
-            ..
-        } = call;
-        let stream = Streaming::new(into_stream(input), codec, Arc::default())
-            .observed(observers.clone(), false);
-        let fut = (self.f)(Request::from_parts(
-            stream, headers, extensions, deadline, spec,
-        ));
-        let mut guard = crate::interceptor::EndGuard(observers.clone());
-        Box::pin(async move {
-            let result = fut.await;
-            guard.disarm();
-            let response = observe_error(&observers, result)?;
-            finish_single(codec, response, observers)
-        })
+    fn call(&self, call: CallInput) -> HandlerFuture {
+        call_with_stream(self.f.as_ref(), call, finish_single::<Res>)
     }
 }
 
@@ -373,31 +389,9 @@ where
     Req: Message,
     Res: Message,
 {
-    fn call(&self, mut call: CallInput) -> HandlerFuture {
-        let codec = call.codec;
-        let observers = match start_observers(&mut call) {
-            Ok(o) => o,
-            Err(e) => return Box::pin(async move { Err(e) }),
-        };
-        let CallInput {
-            headers,
-            extensions,
-            deadline,
-            input,
-            spec,
-            ..
-        } = call;
-        let stream = Streaming::new(into_stream(input), codec, Arc::default())
-            .observed(observers.clone(), false);
-        let fut = (self.f)(Request::from_parts(
-            stream, headers, extensions, deadline, spec,
-        ));
-        let mut guard = crate::interceptor::EndGuard(observers.clone());
-        Box::pin(async move {
-            let result = fut.await;
-            guard.disarm();
-            let response = observe_error(&observers, result)?;
-            Ok(finish_stream(codec, response, observers))
+    fn call(&self, call: CallInput) -> HandlerFuture {
+        call_with_stream(self.f.as_ref(), call, |codec, response, observers| {
+            Ok(finish_stream::<Res>(codec, response, observers))
         })
     }
 }

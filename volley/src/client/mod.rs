@@ -663,12 +663,11 @@ where
 {
     match deadline {
         None => fut.await,
-        Some(d) => tokio::time::timeout_at(d.into(), fut)
-            .await
-            .unwrap_or_else(|_| {
-                Err(Error::deadline_exceeded(
-                    "the deadline expired before the call completed",
-                ))
-            }),
+        Some(d) => match tokio::time::timeout_at(d.into(), fut).await {
+            Ok(result) => result.map_err(|e| read::deadline_attributed(e, d)),
+            Err(_) => Err(Error::deadline_exceeded(
+                "the deadline expired before the call completed",
+            )),
+        },
     }
 }

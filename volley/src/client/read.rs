@@ -90,7 +90,9 @@ pub(crate) async fn connect_unary_response<Res: Message>(
             .starts_with("application/json")
             .then(|| serde_json::from_slice::<serde_json::Value>(&raw).ok())
             .flatten()
-            .and_then(|v| Error::from_connect_json(&v));
+            .and_then(|v| {
+                Error::from_connect_json_or(&v, Code::from_http_status(parts.status.as_u16()))
+            });
         let err = from_body.unwrap_or_else(|| {
             let code = Code::from_http_status(parts.status.as_u16());
             Error::new(code, format!("HTTP status {}", parts.status))
@@ -102,9 +104,16 @@ pub(crate) async fn connect_unary_response<Res: Message>(
     let expected = format!("application/{}", p.content_type.codec.name());
     let ct = content_type(&headers);
     if ct.split(';').next().unwrap_or("").trim() != expected {
-        return Err(Error::internal(format!(
-            "protocol error: response content-type {ct:?}, expected {expected:?}"
-        )));
+        // Another codec is a protocol error; not a Connect content type at all, unknown.
+        let code = if ct.starts_with("application/") {
+            Code::Internal
+        } else {
+            Code::Unknown
+        };
+        return Err(Error::new(
+            code,
+            format!("protocol error: response content-type {ct:?}, expected {expected:?}"),
+        ));
     }
     let encoding = encoding?;
     let raw = read_body(body, p.receive_limit).await?;
@@ -362,9 +371,23 @@ pub(crate) fn with_stream_deadline<M: Message>(
                 done = true;
                 return Poll::Ready(Some(Err(Error::deadline_exceeded("the deadline expired"))));
             }
-            raw.as_mut().poll_next(cx)
+            raw.as_mut()
+                .poll_next(cx)
+                .map(|item| item.map(|r| r.map_err(|e| deadline_attributed(e, deadline))))
         }))
     })
+}
+
+/// A server that enforces the deadline may reset the stream (`canceled`) a moment before the
+/// client's own timer fires: once the deadline has passed, such a local `canceled` is the
+/// deadline's doing.
+pub(crate) fn deadline_attributed(err: Error, deadline: Instant) -> Error {
+    if err.is_canceled() && !err.is_wire() && Instant::now() >= deadline {
+        let message = format!("the deadline expired: {}", err.message());
+        Error::deadline_exceeded(message).with_source(err)
+    } else {
+        err
+    }
 }
 
 type OpenFuture<Res> =

@@ -58,28 +58,33 @@ pub(crate) fn parse_get_query(query: &str) -> Result<GetQuery, Error> {
     Ok(out)
 }
 
-/// Builds the GET query for a request (clients emit this order for cache hits).
+/// Builds the GET query for a request, in the order the Connect spec recommends for cache
+/// hits: `connect`, `base64`, `compression`, `encoding`, `message`.
 pub(crate) fn build_get_query(
     message: &[u8],
     encoding: &str,
     compression: Option<&str>,
     binary: bool,
 ) -> String {
-    let mut q = String::from("connect=v1&encoding=");
-    q.push_str(encoding);
-    if binary || compression.is_some() {
-        q.push_str("&base64=1&message=");
-        q.push_str(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(message));
-    } else {
-        q.push_str("&message=");
-        q.extend(percent_encoding::utf8_percent_encode(
-            &String::from_utf8_lossy(message),
-            percent_encoding::NON_ALPHANUMERIC,
-        ));
+    let base64 = binary || compression.is_some();
+    let mut q = String::from("connect=v1");
+    if base64 {
+        q.push_str("&base64=1");
     }
     if let Some(c) = compression {
         q.push_str("&compression=");
         q.push_str(c);
+    }
+    q.push_str("&encoding=");
+    q.push_str(encoding);
+    q.push_str("&message=");
+    if base64 {
+        q.push_str(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(message));
+    } else {
+        q.extend(percent_encoding::utf8_percent_encode(
+            &String::from_utf8_lossy(message),
+            percent_encoding::NON_ALPHANUMERIC,
+        ));
     }
     q
 }
@@ -151,7 +156,7 @@ pub(crate) fn parse_end_stream(data: &[u8]) -> Result<HeaderMap, Error> {
     let trailers = metadata_from_json(value.get("metadata"))?;
     match value.get("error") {
         Some(err) if !err.is_null() => {
-            let mut error = Error::from_connect_json(err).unwrap_or_else(|| {
+            let mut error = Error::from_connect_json_or(err, Code::Unknown).unwrap_or_else(|| {
                 Error::new(Code::Unknown, "end-of-stream error has no valid code")
             });
             error.metadata_mut().extend(trailers);
@@ -213,7 +218,7 @@ mod tests {
     #[test]
     fn get_query_round_trip() {
         let q = build_get_query(&[0xfb, 0xff, 0], "proto", Some("gzip"), true);
-        assert!(q.starts_with("connect=v1&encoding=proto&base64=1&message="));
+        assert!(q.starts_with("connect=v1&base64=1&compression=gzip&encoding=proto&message="));
         let parsed = parse_get_query(&q).unwrap();
         assert_eq!(parsed.message, vec![0xfb, 0xff, 0]);
         assert_eq!(parsed.compression.as_deref(), Some("gzip"));
