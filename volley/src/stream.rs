@@ -69,6 +69,7 @@ pub(crate) struct FrameSource {
     http_trailers: Option<HeaderMap>,
     text: Option<Vec<u8>>,
     body_error: fn(BoxError) -> Error,
+    truncated: Code,
 }
 
 impl FrameSource {
@@ -86,7 +87,15 @@ impl FrameSource {
             http_trailers: None,
             text: text.then(Vec::new),
             body_error,
+            truncated: Code::InvalidArgument,
         }
+    }
+
+    /// The code for a body that ends inside an envelope (default `invalid_argument`, right for
+    /// servers; clients report a peer's truncated response as `internal`).
+    pub(crate) fn truncated_code(mut self, code: Code) -> Self {
+        self.truncated = code;
+        self
     }
 
     /// HTTP trailers seen at the end of the body, if any.
@@ -130,9 +139,12 @@ impl FrameSource {
                 if !self.buf.is_empty() {
                     let n = self.buf.len();
                     self.buf.clear();
-                    return Poll::Ready(Err(Error::invalid_argument(format!(
-                        "protocol error: incomplete envelope: {n} bytes left at end of body"
-                    ))));
+                    return Poll::Ready(Err(Error::new(
+                        self.truncated,
+                        format!(
+                            "protocol error: incomplete envelope: {n} bytes left at end of body"
+                        ),
+                    )));
                 }
                 return Poll::Ready(Ok(None));
             }

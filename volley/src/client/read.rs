@@ -69,6 +69,17 @@ fn with_metadata(mut err: Error, headers: &HeaderMap) -> Error {
     err
 }
 
+/// The code for a response whose content type is not the one asked for: `internal` when it is
+/// the same protocol with another codec (the peer misbehaves), `unknown` when it is not an RPC
+/// response at all (a proxy's error page, say).
+fn mismatch_code(content_type: &str, protocol: Protocol) -> Code {
+    match crate::protocol::classify(content_type) {
+        crate::protocol::Classified::Known(ct) if ct.protocol == protocol => Code::Internal,
+        crate::protocol::Classified::UnknownCodec(p) if p == protocol => Code::Internal,
+        _ => Code::Unknown,
+    }
+}
+
 /// Reads a Connect unary response.
 pub(crate) async fn connect_unary_response<Res: Message>(
     response: http::Response<Body>,
@@ -104,14 +115,8 @@ pub(crate) async fn connect_unary_response<Res: Message>(
     let expected = format!("application/{}", p.content_type.codec.name());
     let ct = content_type(&headers);
     if ct.split(';').next().unwrap_or("").trim() != expected {
-        // Another codec is a protocol error; not a Connect content type at all, unknown.
-        let code = if ct.starts_with("application/") {
-            Code::Internal
-        } else {
-            Code::Unknown
-        };
         return Err(Error::new(
-            code,
+            mismatch_code(&ct, Protocol::Connect),
             format!("protocol error: response content-type {ct:?}, expected {expected:?}"),
         ));
     }
@@ -191,13 +196,8 @@ fn open_enveloped<Res: Message>(
         }
     };
     if !ok {
-        let code = if protocol == Protocol::Connect {
-            Code::Internal
-        } else {
-            Code::Unknown
-        };
         return Err(Error::new(
-            code,
+            mismatch_code(&ct, protocol),
             format!("protocol error: unexpected response content-type {ct:?}"),
         )
         .into_wire());
@@ -207,7 +207,8 @@ fn open_enveloped<Res: Message>(
         _ => headers::GRPC_ENCODING,
     };
     let compression = response_encoding(&headers, enc_header, &p.accepted)?;
-    let source = FrameSource::new(body, p.receive_limit, false, transport_error);
+    let source = FrameSource::new(body, p.receive_limit, false, transport_error)
+        .truncated_code(Code::Internal);
     let control = match protocol {
         Protocol::Connect => envelope::FLAG_END_STREAM,
         Protocol::GrpcWeb => envelope::FLAG_TRAILERS,
