@@ -266,7 +266,7 @@ async fn stream_observers_count_both_ways_and_see_the_end() {
         );
 
         // Deadline expiry mid-stream: both sides see deadline_exceeded.
-        let opts = CallOptions::new().with_timeout(Duration::from_millis(250));
+        let opts = CallOptions::new().with_timeout(Duration::from_millis(700));
         let mut s = c
             .server_stream::<_, StringValue>(SLOW, sv("go"), opts)
             .await
