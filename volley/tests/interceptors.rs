@@ -356,3 +356,36 @@ async fn client_interceptors_rewrite_requests_and_responses() {
         );
     }
 }
+
+#[test]
+fn tower_middleware_errors_take_the_callers_protocol() {
+    let err = Error::unauthenticated("no token");
+    let mut h = http::HeaderMap::new();
+    h.insert("content-type", "application/json".parse().unwrap());
+    let res = volley::error_response_for(&h, &err);
+    assert_eq!(res.status(), 401, "Connect unary: the code's HTTP status");
+    assert_eq!(res.headers()["content-type"], "application/json");
+
+    h.insert("content-type", "application/grpc".parse().unwrap());
+    let res = volley::error_response_for(&h, &err);
+    assert_eq!(res.status(), 200, "gRPC: always 200");
+    assert_eq!(
+        res.headers()["grpc-status"],
+        "16",
+        "gRPC: trailers-only status"
+    );
+
+    h.insert("content-type", "application/grpc-web+json".parse().unwrap());
+    let res = volley::error_response_for(&h, &err);
+    assert_eq!(res.headers()["grpc-status"], "16");
+    assert_eq!(res.headers()["content-type"], "application/grpc-web+json");
+
+    h.insert("content-type", "application/connect+proto".parse().unwrap());
+    let res = volley::error_response_for(&h, &err);
+    assert_eq!(
+        res.status(),
+        200,
+        "Connect streams: 200 with an end-of-stream error"
+    );
+    assert_eq!(res.headers()["content-type"], "application/connect+proto");
+}
