@@ -36,6 +36,19 @@ type Log = Arc<Mutex<Vec<String>>>;
 struct Record(&'static str, Log);
 
 impl Interceptor for Record {
+    fn stream(
+        &self,
+        info: &CallInfo,
+        _h: &mut http::HeaderMap,
+        _e: &mut http::Extensions,
+    ) -> Result<Option<Box<dyn StreamObserver>>, Error> {
+        self.1
+            .lock()
+            .unwrap()
+            .push(format!("{} stream {}", self.0, info.spec.method()));
+        Ok(None)
+    }
+
     fn unary<'a>(
         &'a self,
         request: UnaryRequest,
@@ -388,4 +401,78 @@ fn tower_middleware_errors_take_the_callers_protocol() {
         "Connect streams: 200 with an end-of-stream error"
     );
     assert_eq!(res.headers()["content-type"], "application/connect+proto");
+}
+
+const CLIENT_STREAM: Spec = Spec::new(
+    "/t.S/Collect",
+    StreamType::ClientStream,
+    Idempotency::Unknown,
+);
+
+#[tokio::test]
+async fn interceptors_run_in_order_on_every_kind_both_sides() {
+    let log: Log = Arc::default();
+    let router = handlers()
+        .client_stream(
+            CLIENT_STREAM,
+            |req: Request<Streaming<StringValue>>| async move {
+                let n = req.into_message().count().await;
+                Ok(Response::new(sv(&n.to_string())))
+            },
+        )
+        .interceptor(Record("s1", log.clone()))
+        .interceptor(Record("s2", log.clone()));
+    let addr = serve(router).await;
+    for protocol in PROTOCOLS {
+        let c = client(addr, protocol, |c| {
+            c.interceptor(Record("c1", log.clone()))
+                .interceptor(Record("c2", log.clone()))
+        });
+        log.lock().unwrap().clear();
+        let _: Response<StringValue> = c.unary(UNARY, sv("x"), CallOptions::new()).await.unwrap();
+        assert_eq!(
+            *log.lock().unwrap(),
+            [
+                "c1 in", "c2 in", "s1 in", "s2 in", "s2 out", "s1 out", "c2 out", "c1 out"
+            ],
+            "{protocol:?} unary"
+        );
+        log.lock().unwrap().clear();
+        let mut s = c
+            .server_stream::<_, StringValue>(SLOW, sv("x"), CallOptions::new())
+            .await
+            .unwrap()
+            .into_message();
+        s.message().await.unwrap();
+        drop(s);
+        let msgs = futures_util::stream::iter([sv("a"), sv("b")]);
+        let _: Response<StringValue> = c
+            .client_stream(CLIENT_STREAM, msgs, CallOptions::new())
+            .await
+            .unwrap();
+        let mut bidi = c
+            .bidi_stream::<StringValue, StringValue>(BIDI, CallOptions::new())
+            .await
+            .unwrap();
+        bidi.close_send();
+        while bidi.message().await.unwrap().is_some() {}
+        assert_eq!(
+            *log.lock().unwrap(),
+            [
+                "c1 stream Slow",
+                "c2 stream Slow",
+                "s1 stream Slow",
+                "s2 stream Slow",
+                "c1 stream Collect",
+                "c2 stream Collect",
+                "s1 stream Collect",
+                "s2 stream Collect",
+                "c1 stream Bidi",
+                "c2 stream Bidi",
+                "s1 stream Bidi",
+                "s2 stream Bidi",
+            ],
+            "{protocol:?} streams"
+        );
+    }
 }
