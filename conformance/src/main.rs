@@ -1,2 +1,0 @@
-//! Placeholder until the conformance binaries land.
-fn main() {}
