@@ -4,7 +4,7 @@
 #   ./buf-generate.sh --check  generate into a temporary copy and fail if it differs from src/gen
 # Exit status 2: buf or protoc-gen-buffa is not installed.
 # Finds buf in $BUF, on PATH, or in interop/node_modules/.bin; protoc-gen-buffa in
-# $PROTOC_GEN_BUFFA, on PATH, in target/tools/bin or /work/tools/bin (install it with
+# $PROTOC_GEN_BUFFA, on PATH, or in target/tools/bin (install it with
 # `cargo install protoc-gen-buffa --version 0.9.2 --locked --root target/tools`).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -15,7 +15,7 @@ BUF=${BUF:-$(command -v buf || true)}
 [ -n "$BUF" ] || BUF="$ROOT/interop/node_modules/.bin/buf"
 [ -x "$BUF" ] || { echo "buf not found (npm i @bufbuild/buf@1.74.0, or set BUF)" >&2; exit 2; }
 BUFFA=${PROTOC_GEN_BUFFA:-$(command -v protoc-gen-buffa || true)}
-for candidate in "$ROOT/target/tools/bin/protoc-gen-buffa" /work/tools/bin/protoc-gen-buffa; do
+for candidate in "$ROOT/target/tools/bin/protoc-gen-buffa"; do
   [ -n "$BUFFA" ] || { [ -x "$candidate" ] && BUFFA=$candidate; } || true
 done
 [ -n "$BUFFA" ] && [ -x "$BUFFA" ] || { echo "protoc-gen-buffa not found (see the header of $0)" >&2; exit 2; }
