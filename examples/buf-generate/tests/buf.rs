@@ -41,6 +41,12 @@ fn main() -> ExitCode {
             println!("test real_buf_generate_matches ... ok");
             ExitCode::SUCCESS
         }
+        Some(2) if std::env::var_os("CI").is_some() => {
+            eprintln!(
+                "buf or protoc-gen-buffa missing in CI: scripts/install-peers.sh installs both"
+            );
+            ExitCode::FAILURE
+        }
         Some(2) => {
             println!(
                 "test real_buf_generate_matches ... skipped (buf or protoc-gen-buffa missing)"
