@@ -169,11 +169,11 @@ fi
 
 # --- 5. buffa's protoc plugin, for the `buf generate` check of protoc-gen-volley ------
 # (crates.io only; the check in examples/buf-generate looks in target/tools/bin)
-if [[ -x target/tools/bin/protoc-gen-buffa ]]; then
+if [[ -x "$ROOT/target/tools/bin/protoc-gen-buffa" ]]; then
   log "protoc-gen-buffa: present"
 else
   log "protoc-gen-buffa: cargo install protoc-gen-buffa 0.9.2 into target/tools"
-  cargo install protoc-gen-buffa --version 0.9.2 --locked --root target/tools --quiet \
+  cargo install protoc-gen-buffa --version 0.9.2 --locked --root "$ROOT/target/tools" --quiet \
     || fail "cargo install protoc-gen-buffa failed"
 fi
 
