@@ -23,7 +23,7 @@ done
 # $PROTOC_GEN_VOLLEY names a prebuilt plugin (tests/buf.rs passes itself).
 PLUGIN=${PROTOC_GEN_VOLLEY:-}
 if [ -z "$PLUGIN" ]; then
-  cargo build --quiet --manifest-path "$ROOT/Cargo.toml" -p volley-codegen --bin protoc-gen-volley
+  cargo build --quiet --manifest-path "$ROOT/Cargo.toml" -p volley-rpc-codegen --bin protoc-gen-volley
   TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
   case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
   PLUGIN="$TARGET/debug/protoc-gen-volley"

@@ -1,6 +1,6 @@
 //! Unary dispatch cost through the router, in process (no sockets): no interceptor versus one
 #![allow(missing_docs)] // reason: criterion_group! generates undocumented public items
-//! no-op interceptor, measured side by side in one run. Run: `cargo bench -p volley --bench unary`.
+//! no-op interceptor, measured side by side in one run. Run: `cargo bench -p volley-rpc --bench unary`.
 
 use buffa_types::google::protobuf::StringValue;
 use bytes::Bytes;
