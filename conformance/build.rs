@@ -1,7 +1,8 @@
-//! Compiles the conformance protos in place (from the shared upstream copy), no protoc needed.
+//! Compiles the conformance protos kept in this crate (`proto/`, written from the published
+//! definitions of the upstream suite), no protoc needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = "../../shared/conformance/proto";
+    let root = "proto";
     let dir = format!("{root}/connectrpc/conformance/v1");
     volley_build::Config::new()
         .files(

@@ -36,6 +36,7 @@ print_summary() {
 }
 
 step "cargo fmt --check" cargo fmt --all -- --check
+step "nothing reads outside the repository" scripts/checks.sh self-contained
 step "cargo clippy (all targets, -D warnings)" cargo clippy --workspace --all-targets -- -D warnings
 if [ "$QUICK" = 0 ] && [ -x scripts/install-peers.sh ]; then
   step "install peers (apt, npm ci, pip venv)" scripts/install-peers.sh
@@ -43,6 +44,11 @@ fi
 step "build test binaries" cargo test --workspace --no-run
 step "unit, property and black-box tests" cargo test --workspace
 step "doc tests" cargo test --workspace --doc
+step "docs build without warnings" scripts/checks.sh docs
+step "each example on its own features" scripts/checks.sh examples
+step "each runtime feature alone (cargo hack)" scripts/checks.sh features
+step "a copy with nothing beside it builds" scripts/checks.sh alone
+step "cargo package (published crates)" scripts/checks.sh package
 if [ "$QUICK" = 0 ] && [ -x scripts/interop.sh ]; then
   step "interop with real peers" scripts/interop.sh
 fi

@@ -8,7 +8,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
-/// The conformance protos, compiled from `../../shared/conformance/proto` by `build.rs`.
+/// The conformance protos, kept in `proto/` (written from the suite's published definitions), compiled by `build.rs`.
 pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/_volley.rs"));
 }

@@ -79,6 +79,7 @@ pub struct Config {
     descriptor_const: bool,
     descriptor_path: Option<PathBuf>,
     rerun_if_changed: bool,
+    print_notices: bool,
 }
 
 impl Default for Config {
@@ -96,6 +97,7 @@ impl Default for Config {
             descriptor_const: false,
             descriptor_path: None,
             rerun_if_changed: true,
+            print_notices: false,
         }
     }
 }
@@ -208,6 +210,20 @@ impl Config {
         self
     }
 
+    /// Whether to print the message generator's informational notices as cargo warnings too.
+    /// Default: `false`.
+    ///
+    /// Notices report renames and suppressed convenience accessors on valid protos (for
+    /// example an `OwnedView` accessor skipped because the field is named `bytes`; the field
+    /// stays reachable through `view()`). There is nothing to fix, so by default they are only
+    /// written to `volley-build-notices.txt` in the output directory. Warnings that point at
+    /// a real problem (a referenced package that is neither generated nor mapped, a
+    /// contradictory option) are always printed.
+    pub fn print_notices(mut self, yes: bool) -> Self {
+        self.print_notices = yes;
+        self
+    }
+
     /// Parses the protos and writes the generated code.
     pub fn compile(self) -> Result<(), BuildError> {
         let (out_dir, mode) = match &self.out_dir {
@@ -237,9 +253,14 @@ impl Config {
 
         let (mut files, warnings) =
             buffa_codegen::generate_with_diagnostics(&descriptors, &to_generate, &self.buffa)?;
-        for warning in warnings {
+        let (to_print, notices) = sort_warnings(&warnings, self.print_notices);
+        for warning in to_print {
             println!("cargo:warning={warning}");
         }
+        write_if_changed(
+            &out_dir.join("volley-build-notices.txt"),
+            notices.as_bytes(),
+        )?;
         let options = Options::new()
             .buffa_config(self.buffa.clone())
             .server(self.server.clone())
@@ -279,6 +300,38 @@ impl Config {
     }
 }
 
+/// Whether a generator warning is informational: the code is correct and complete, and the
+/// proto author has nothing to change.
+fn is_notice(warning: &buffa_codegen::CodeGenWarning) -> bool {
+    use buffa_codegen::CodeGenWarning as W;
+    matches!(
+        warning,
+        W::IdiomaticAliasesSuppressed { .. }
+            | W::OwnedViewAccessorSuppressed { .. }
+            | W::IdiomaticFieldNamesAdjusted { .. }
+    )
+}
+
+/// Splits generator warnings into the lines to print as cargo warnings and the text of the
+/// notices file (every informational notice, one per line).
+fn sort_warnings(
+    warnings: &[buffa_codegen::CodeGenWarning],
+    print_notices: bool,
+) -> (Vec<String>, String) {
+    let mut to_print = Vec::new();
+    let mut notices = String::new();
+    for warning in warnings {
+        let notice = is_notice(warning);
+        if print_notices || !notice {
+            to_print.push(warning.to_string());
+        }
+        if notice {
+            notices.push_str(&format!("{warning}\n"));
+        }
+    }
+    (to_print, notices)
+}
+
 /// Compiles `files` found under `includes` with the default [`Config`].
 pub fn compile_protos(
     files: impl IntoIterator<Item = impl AsRef<Path>>,
@@ -304,3 +357,54 @@ fn write_if_changed(path: &Path, content: &[u8]) -> Result<(), BuildError> {
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Generates messages for `proto` (named `t.proto`) and returns the generator's warnings.
+    fn warnings_for(proto: &str) -> Vec<buffa_codegen::CodeGenWarning> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t.proto"), proto).unwrap();
+        let mut compiler = protox::Compiler::new([dir.path()]).unwrap();
+        compiler.include_imports(true);
+        compiler.open_files(["t.proto"]).unwrap();
+        let bytes = compiler.encode_file_descriptor_set();
+        let descriptors = FileDescriptorSet::decode_from_slice(&bytes).unwrap().file;
+        let (_, warnings) = buffa_codegen::generate_with_diagnostics(
+            &descriptors,
+            &["t.proto".to_string()],
+            &CodeGenConfig::default(),
+        )
+        .unwrap();
+        warnings
+    }
+
+    #[test]
+    fn a_valid_proto_builds_quietly_and_its_notices_are_kept() {
+        let warnings = warnings_for(
+            "syntax = \"proto3\"; package t; message Summary { bytes bytes = 1; string name = 2; }",
+        );
+        assert!(!warnings.is_empty(), "the generator reported no notice");
+        let (printed, notices) = sort_warnings(&warnings, false);
+        assert!(printed.is_empty(), "printed: {printed:?}");
+        assert!(notices.contains("bytes"), "{notices}");
+        let (printed, _) = sort_warnings(&warnings, true);
+        assert_eq!(printed.len(), warnings.len());
+    }
+
+    #[test]
+    fn a_proto_without_notices_prints_nothing() {
+        let warnings = warnings_for("syntax = \"proto3\"; package t; message M { string s = 1; }");
+        let (printed, notices) = sort_warnings(&warnings, false);
+        assert!(
+            printed.is_empty() && notices.is_empty(),
+            "{printed:?} {notices}"
+        );
+    }
+}
+
+/// The README's code blocks, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -392,3 +392,8 @@ impl<'a> Resolver<'a> {
         }
     }
 }
+
+/// The README's code blocks, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -402,3 +402,8 @@ mod tests {
         assert_eq!(reporter.status("x.Y"), Some(ServingStatus::SERVING));
     }
 }
+
+/// The README's code blocks, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -291,3 +291,8 @@ impl v1alpha::ServerReflection for V1Alpha {
         Ok(Response::new(Box::pin(answers)))
     }
 }
+
+/// The README's code blocks, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

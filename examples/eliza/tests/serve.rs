@@ -80,3 +80,33 @@ async fn every_rpc_over_every_protocol_and_codec() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The demo is built with every compression its printed commands and peers use: a request
+/// compressed with each algorithm gets an answer (built alone by `scripts/checks.sh
+/// examples`, this fails if the package forgot a feature).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepts_every_compression_on_its_own_features() -> anyhow::Result<()> {
+    let addr = serve().await;
+    for protocol in [Protocol::Connect, Protocol::Grpc, Protocol::GrpcWeb] {
+        for encoding in ["gzip", "deflate", "br", "zstd"] {
+            let config = ClientConfig::new(format!("http://{addr}"))?
+                .protocol(protocol)
+                .send_compression(encoding);
+            let client = ElizaServiceClient::new(Client::new(config)?);
+            // Above the 1 KiB threshold under which messages go uncompressed.
+            let sentence = format!("I feel {}compressed", "very ".repeat(300));
+            let reply = client
+                .say(SayRequest {
+                    sentence,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("{protocol:?} {encoding}: {e}"))?;
+            assert!(
+                reply.message().sentence.contains("compressed"),
+                "{protocol:?} {encoding}"
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,5 +1,5 @@
 //! The built-in transport: hyper-util's pooled client over TCP, h2c with prior knowledge, and
-//! HTTPS with ALPN through rustls.
+//! HTTPS with ALPN through rustls (see `connector`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,6 +11,7 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::connector::Connector;
 use super::{ClientConfig, Transport, transport::transport_error};
 use crate::Error;
 use crate::protocol::Protocol;
@@ -108,11 +109,6 @@ fn web_roots() -> rustls::RootCertStore {
     roots
 }
 
-#[cfg(feature = "tls")]
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
-#[cfg(not(feature = "tls"))]
-type Connector = HttpConnector;
-
 /// The built-in pooled HTTP/1.1 + HTTP/2 transport.
 #[derive(Clone, Debug)]
 pub struct HttpTransport {
@@ -147,18 +143,15 @@ impl HttpTransport {
                 .with_root_certificates(web_roots())
                 .with_no_client_auth(),
             };
-            tls.alpn_protocols.clear();
-            let builder = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(tls)
-                .https_or_http();
-            match settings.version {
-                HttpVersion::Http1 => builder.enable_http1().wrap_connector(http),
-                HttpVersion::Http2 => builder.enable_http2().wrap_connector(http),
-                HttpVersion::Auto => builder.enable_http1().enable_http2().wrap_connector(http),
-            }
+            tls.alpn_protocols = match settings.version {
+                HttpVersion::Http1 => vec![b"http/1.1".to_vec()],
+                HttpVersion::Http2 => vec![b"h2".to_vec()],
+                HttpVersion::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            };
+            Connector::new(http, tls)
         };
         #[cfg(not(feature = "tls"))]
-        let connector = http;
+        let connector = Connector::new(http);
         let client = HyperClient::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())

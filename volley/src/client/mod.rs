@@ -2,6 +2,8 @@
 //! drivers, written once per stream type over any [`Transport`].
 
 #[cfg(feature = "client")]
+mod connector;
+#[cfg(feature = "client")]
 mod http;
 mod read;
 mod transport;

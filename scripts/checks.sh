@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Repository checks that scripts/test.sh runs as separate steps:
+#
+#   scripts/checks.sh self-contained   no tracked non-markdown file mentions ../shared
+#   scripts/checks.sh alone            builds (cargo check, build scripts run) a copy of the
+#                                      repository placed where nothing is beside it
+#   scripts/checks.sh features         each feature of volley-rpc alone, and none (cargo hack)
+#   scripts/checks.sh docs             cargo doc for the workspace with warnings denied
+#   scripts/checks.sh package          cargo package --workspace (the publishable crates)
+#   scripts/checks.sh examples         tests each example and the conformance crate on its own,
+#                                      so features unified across the workspace cannot hide one
+#                                      a package forgot
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+export CARGO_TERM_COLOR=never
+
+# Packages whose features must hold on their own (the binaries a user runs).
+ALONE_PACKAGES=(eliza middleware no-protoc buf-generate conformance)
+# The crates published to crates.io.
+PUBLISHED=(volley-rpc volley-rpc-codegen volley-rpc-build volley-rpc-health volley-rpc-reflection)
+
+self_contained() {
+  local hits
+  hits=$(git ls-files -z | grep -zv '\.md$' | xargs -0 grep -l -- '\.\./shared' || true)
+  if [ -n "$hits" ]; then
+    echo "these tracked files refer to ../shared, which a user's clone does not have:" >&2
+    echo "$hits" >&2
+    return 1
+  fi
+  echo "no tracked non-markdown file refers to ../shared"
+}
+
+alone() {
+  local dir
+  dir=$(mktemp -d /tmp/volley-alone.XXXXXX)
+  trap 'rm -rf "$dir"' RETURN
+  mkdir "$dir/volley"
+  # Tracked and untracked-but-not-ignored files: what a commit of the working tree would hold.
+  git ls-files -z --cached --others --exclude-standard |
+    while IFS= read -r -d '' f; do [ -e "$f" ] || [ -L "$f" ] && printf '%s\0' "$f"; done |
+    tar --null -T - -cf - | tar -xf - -C "$dir/volley"
+  echo "building a copy at $dir/volley; beside it: $(ls "$dir" | tr '\n' ' ')"
+  (cd "$dir/volley" && CARGO_TARGET_DIR="$ROOT/target/alone" cargo check --workspace --all-targets)
+}
+
+features() {
+  if ! command -v cargo-hack >/dev/null 2>&1; then
+    echo "installing cargo-hack from crates.io"
+    cargo install cargo-hack --locked --version 0.6.46
+  fi
+  cargo hack check -p volley-rpc --each-feature --no-dev-deps
+  # The combinations users pick: each side alone, and each side with TLS.
+  cargo hack check -p volley-rpc --no-dev-deps --no-default-features \
+    --features server,tls
+  cargo hack check -p volley-rpc --no-dev-deps --no-default-features \
+    --features client,tls
+}
+
+docs() {
+  RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+}
+
+package() {
+  local args=()
+  for p in "${PUBLISHED[@]}"; do args+=(-p "$p"); done
+  cargo package "${args[@]}" --allow-dirty
+}
+
+examples() {
+  for p in "${ALONE_PACKAGES[@]}"; do
+    echo "--- cargo test -p $p (alone)"
+    cargo test -p "$p"
+  done
+}
+
+case "${1:-}" in
+  self-contained) self_contained ;;
+  alone) alone ;;
+  features) features ;;
+  docs) docs ;;
+  package) package ;;
+  examples) examples ;;
+  *) sed -n '2,13p' "$0" >&2; exit 2 ;;
+esac
