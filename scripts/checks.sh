@@ -49,12 +49,21 @@ features() {
     echo "installing cargo-hack from crates.io"
     cargo install cargo-hack --locked --version 0.6.46
   fi
-  cargo hack check -p volley-rpc --each-feature --no-dev-deps
-  # The combinations users pick: each side alone, and each side with TLS.
-  cargo hack check -p volley-rpc --no-dev-deps --no-default-features \
-    --features server,tls
-  cargo hack check -p volley-rpc --no-dev-deps --no-default-features \
-    --features client,tls
+  local log
+  log=$(mktemp)
+  trap 'rm -f "$log"' RETURN
+  {
+    cargo hack check -p volley-rpc --each-feature --no-dev-deps
+    # The combinations users pick: each side with TLS.
+    cargo hack check -p volley-rpc --no-dev-deps --no-default-features --features server,tls
+    cargo hack check -p volley-rpc --no-dev-deps --no-default-features --features client,tls
+  } 2>&1 | tee "$log"
+  [ "${PIPESTATUS[0]}" = 0 ] || return 1
+  # A feature combination that compiles with warnings (dead code behind a cfg) fails too.
+  if grep -q '^warning' "$log"; then
+    echo "warnings in some feature combination (see above)" >&2
+    return 1
+  fi
 }
 
 docs() {

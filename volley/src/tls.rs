@@ -1,5 +1,6 @@
 //! TLS configuration with rustls (ring provider), ALPN set for the user.
 
+#[cfg(any(feature = "server", feature = "client"))]
 use std::sync::Arc;
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -17,7 +18,9 @@ impl std::fmt::Display for TlsError {
 
 impl std::error::Error for TlsError {}
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+/// The crypto provider every TLS configuration of Volley uses (ring).
+#[cfg(any(feature = "server", feature = "client"))]
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -50,11 +53,14 @@ pub fn roots_from_pem(pem: &[u8]) -> Result<rustls::RootCertStore, TlsError> {
 }
 
 /// Server TLS settings: a certificate chain and key, and optionally client-certificate checks.
+/// (With the `server` feature: the built-in server is what uses them.)
+#[cfg(feature = "server")]
 #[derive(Debug, Clone)]
 pub struct TlsConfig {
     config: Arc<rustls::ServerConfig>,
 }
 
+#[cfg(feature = "server")]
 impl TlsConfig {
     /// From PEM certificate chain and key. ALPN offers `h2` then `http/1.1`.
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, TlsError> {

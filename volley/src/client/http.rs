@@ -67,8 +67,7 @@ impl ClientConfig {
         ca_pem: Option<&[u8]>,
         client_identity: Option<(&[u8], &[u8])>,
     ) -> Result<Self, Error> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::internal(e.to_string()))?;
         let roots = match ca_pem {
@@ -135,13 +134,11 @@ impl HttpTransport {
         let connector = {
             let mut tls = match &settings.tls {
                 Some(c) => (**c).clone(),
-                None => rustls::ClientConfig::builder_with_provider(Arc::new(
-                    rustls::crypto::ring::default_provider(),
-                ))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| Error::internal(e.to_string()))?
-                .with_root_certificates(web_roots())
-                .with_no_client_auth(),
+                None => rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| Error::internal(e.to_string()))?
+                    .with_root_certificates(web_roots())
+                    .with_no_client_auth(),
             };
             tls.alpn_protocols = match settings.version {
                 HttpVersion::Http1 => vec![b"http/1.1".to_vec()],
