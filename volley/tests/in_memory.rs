@@ -29,7 +29,11 @@ const UPPER: Spec = Spec::new(
     StreamType::BidiStream,
     Idempotency::Unknown,
 );
-const GET: Spec = Spec::new("/mem.v1.Mem/Get", StreamType::Unary, Idempotency::NoSideEffects);
+const GET: Spec = Spec::new(
+    "/mem.v1.Mem/Get",
+    StreamType::Unary,
+    Idempotency::NoSideEffects,
+);
 
 fn text(s: impl Into<String>) -> StringValue {
     StringValue::from(s.into())
@@ -76,23 +80,33 @@ fn router() -> Router {
                 .parse()
                 .map_err(|_| Error::invalid_argument("not a number"))?;
             let items = futures_util::stream::iter(1..=n).map(|i| Ok(text(i.to_string())));
-            Ok(Response::new(Box::pin(items) as ResponseStream<StringValue>)
-                .with_header("x-count", &n.to_string()))
+            Ok(
+                Response::new(Box::pin(items) as ResponseStream<StringValue>)
+                    .with_header("x-count", &n.to_string()),
+            )
         })
-        .client_stream(JOIN, |request: Request<Streaming<StringValue>>| async move {
-            let mut input = request.into_message();
-            let mut words = Vec::new();
-            while let Some(word) = input.message().await? {
-                words.push(word.value);
-            }
-            Ok(Response::new(text(words.join(" "))))
-        })
-        .bidi_stream(UPPER, |request: Request<Streaming<StringValue>>| async move {
-            let replies = request
-                .into_message()
-                .map(|m| m.map(|m| text(m.value.to_uppercase())));
-            Ok(Response::new(Box::pin(replies) as ResponseStream<StringValue>))
-        })
+        .client_stream(
+            JOIN,
+            |request: Request<Streaming<StringValue>>| async move {
+                let mut input = request.into_message();
+                let mut words = Vec::new();
+                while let Some(word) = input.message().await? {
+                    words.push(word.value);
+                }
+                Ok(Response::new(text(words.join(" "))))
+            },
+        )
+        .bidi_stream(
+            UPPER,
+            |request: Request<Streaming<StringValue>>| async move {
+                let replies = request
+                    .into_message()
+                    .map(|m| m.map(|m| text(m.value.to_uppercase())));
+                Ok(Response::new(
+                    Box::pin(replies) as ResponseStream<StringValue>
+                ))
+            },
+        )
 }
 
 fn clients() -> Vec<(String, Client<Router>)> {
@@ -144,7 +158,11 @@ async fn errors_keep_code_message_details_and_metadata() {
 
 #[tokio::test]
 async fn unknown_procedures_are_unimplemented() {
-    const MISSING: Spec = Spec::new("/mem.v1.Mem/Missing", StreamType::Unary, Idempotency::Unknown);
+    const MISSING: Spec = Spec::new(
+        "/mem.v1.Mem/Missing",
+        StreamType::Unary,
+        Idempotency::Unknown,
+    );
     for (what, client) in clients() {
         let err = client
             .unary::<_, StringValue>(MISSING, text("?"), CallOptions::new())
