@@ -39,7 +39,7 @@
 //! ```
 //! use buffa_types::google::protobuf::StringValue;
 //! use volley::{CallOptions, Client, ClientConfig, Idempotency, Protocol, Request, Response};
-//! use volley::{Router, Spec, StreamType, server::Server};
+//! use volley::{Router, Spec, StreamType};
 //!
 //! const GREET: Spec = Spec::new(
 //!     "/greet.v1.GreetService/Greet",
@@ -47,6 +47,7 @@
 //!     Idempotency::NoSideEffects,
 //! );
 //!
+//! # #[cfg(all(feature = "server", feature = "client"))]
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     // Serve: Connect, gRPC and gRPC-Web on one port, HTTP/1.1 and h2c.
@@ -55,7 +56,7 @@
 //!     });
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //!     let addr = listener.local_addr()?;
-//!     tokio::spawn(Server::from_listener(listener).serve(router));
+//!     tokio::spawn(volley::server::Server::from_listener(listener).serve(router));
 //!
 //!     // Call, once per protocol.
 //!     for protocol in [Protocol::Connect, Protocol::Grpc, Protocol::GrpcWeb] {
@@ -68,6 +69,8 @@
 //!     }
 //!     Ok(())
 //! }
+//! # #[cfg(not(all(feature = "server", feature = "client")))]
+//! # fn main() {}
 //! ```
 //!
 //! The same service from a `.proto`, with generated code, is the quick start of the
