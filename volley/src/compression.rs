@@ -140,6 +140,38 @@ impl Read for FailingReader {
 }
 
 /// The algorithms a server or client accepts, in order of preference.
+///
+/// The default holds every built-in algorithm the enabled features provide. Set one on a
+/// [`Router`](crate::Router::compression) or a
+/// [`ClientConfig`](crate::ClientConfig::compression); custom algorithms implement
+/// [`Compression`].
+///
+/// ```
+/// use volley::compression::{Compression, Registry};
+///
+/// /// A toy "compression" that stores bytes as they are, under its own name.
+/// struct Stored;
+///
+/// impl Compression for Stored {
+///     fn name(&self) -> &'static str {
+///         "x-stored"
+///     }
+///     fn compress(&self, input: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+///         out.extend_from_slice(input);
+///         Ok(())
+///     }
+///     fn decompressor<'a>(&self, input: &'a [u8]) -> Box<dyn std::io::Read + 'a> {
+///         Box::new(input)
+///     }
+/// }
+///
+/// // Only the custom algorithm; `Registry::default().with(Stored)` would add it to the
+/// // built-in ones (gzip and deflate with the default features), at the lowest preference.
+/// let registry = Registry::empty().with(Stored).with_min_size(512);
+/// assert_eq!(registry.accept_header(), "x-stored");
+/// let router = volley::Router::new().compression(registry);
+/// # let _ = router;
+/// ```
 #[derive(Clone)]
 pub struct Registry {
     algos: Vec<Arc<dyn Compression>>,

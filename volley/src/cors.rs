@@ -9,6 +9,21 @@ use crate::stream::{Body, empty_body};
 const PROTOCOL_EXPOSED: &str = "grpc-status, grpc-message, grpc-status-details-bin, grpc-encoding, connect-content-encoding, content-encoding";
 
 /// CORS settings: which origins may call, and which response headers they may read.
+///
+/// Turn it on with [`Router::cors`](crate::Router::cors):
+///
+/// ```
+/// use volley::{Cors, Router};
+///
+/// let router = Router::new().cors(
+///     Cors::allow_origins(["https://app.example"])
+///         .expose_headers(["x-request-id"])
+///         .max_age(600),
+/// );
+/// # let _ = router;
+/// ```
+///
+/// More in the [browsers guide](crate::guide::browsers).
 #[derive(Debug, Clone, Default)]
 pub struct Cors {
     origins: Option<Vec<String>>,

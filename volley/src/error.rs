@@ -16,6 +16,26 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Errors returned by handlers are written in the shape of the caller's protocol; errors seen by
 /// clients come either from the peer ([`Error::is_wire`]) or from this process (a timeout, a
 /// connection failure, a malformed response).
+///
+/// ```
+/// use buffa_types::google::protobuf::StringValue;
+/// use volley::{Code, Error, ErrorDetail};
+///
+/// let mut metadata = http::HeaderMap::new();
+/// metadata.insert("retry-after-ms", "250".parse().unwrap());
+/// let err = Error::new(Code::Unavailable, "shard 3 is restarting")
+///     .with_detail(ErrorDetail::from_message(&StringValue::from("shard-3")))
+///     .with_metadata(metadata);
+///
+/// assert_eq!(err.code(), Code::Unavailable);
+/// assert_eq!(err.to_string(), "unavailable: shard 3 is restarting");
+/// let detail: StringValue = err.details()[0].to_message().unwrap();
+/// assert_eq!(detail.value, "shard-3");
+/// // The Connect JSON form a Connect client receives:
+/// assert_eq!(err.to_connect_json()["code"], "unavailable");
+/// ```
+///
+/// More in the [errors guide](crate::guide::errors).
 pub struct Error {
     inner: Box<Inner>,
 }

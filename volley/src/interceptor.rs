@@ -229,6 +229,54 @@ pub trait StreamObserver: Send + 'static {
 }
 
 /// An interceptor. Every method has a pass-through default.
+///
+/// Install it with [`Router::interceptor`](crate::Router::interceptor) (server) or
+/// [`ClientConfig::interceptor`](crate::ClientConfig::interceptor) (client). This one times
+/// unary calls and counts streaming ones:
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+/// use volley::interceptor::{BoxFuture, CallInfo, Next, UnaryRequest, UnaryResponse};
+/// use volley::{Error, Interceptor, Router, StreamObserver};
+///
+/// #[derive(Clone, Default)]
+/// struct Metrics {
+///     streams: Arc<AtomicUsize>,
+/// }
+///
+/// impl Interceptor for Metrics {
+///     fn unary<'a>(
+///         &'a self,
+///         request: UnaryRequest,
+///         next: Next<'a>,
+///     ) -> BoxFuture<'a, Result<UnaryResponse, Error>> {
+///         Box::pin(async move {
+///             let method = request.info.spec.method();
+///             let started = std::time::Instant::now();
+///             let result = next.run(request).await;
+///             tracing::info!(method, elapsed = ?started.elapsed(), ok = result.is_ok());
+///             result
+///         })
+///     }
+///
+///     fn stream(
+///         &self,
+///         _info: &CallInfo,
+///         _headers: &mut http::HeaderMap,
+///         _extensions: &mut http::Extensions,
+///     ) -> Result<Option<Box<dyn StreamObserver>>, Error> {
+///         self.streams.fetch_add(1, Ordering::Relaxed);
+///         Ok(None)
+///     }
+/// }
+///
+/// let router = Router::new().interceptor(Metrics::default());
+/// # let _ = router;
+/// ```
+///
+/// More, with a runnable server and client, in the
+/// [interceptors guide](crate::guide::interceptors).
 pub trait Interceptor: Send + Sync + 'static {
     /// Wraps a unary call. Call `next.run(request)` to continue, or return without calling it
     /// to short-circuit.

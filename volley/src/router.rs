@@ -56,7 +56,32 @@ struct Inner {
 /// Build it with the registration functions generated code emits (or the `unary`,
 /// `server_stream`, `client_stream` and `bidi_stream` methods), then serve it with
 /// [`Server`](crate::server::Server) or mount it in axum: it is a
-/// `tower::Service<http::Request<B>>` for any body of bytes.
+/// `tower::Service<http::Request<B>>` for any body of bytes. Cloning is cheap (the routes are
+/// shared).
+///
+/// ```
+/// use buffa_types::google::protobuf::StringValue;
+/// use volley::{Cors, Idempotency, Request, Response, Router, Spec, StreamType};
+///
+/// const GREET: Spec = Spec::new(
+///     "/greet.v1.GreetService/Greet",
+///     StreamType::Unary,
+///     Idempotency::NoSideEffects,
+/// );
+///
+/// let router = Router::new()
+///     .unary(GREET, |request: Request<StringValue>| async move {
+///         Ok(Response::new(StringValue::from(format!("Hello, {}!", request.message().value))))
+///     })
+///     .receive_limit(1024 * 1024)
+///     .cors(Cors::allow_any_origin());
+/// assert_eq!(router.specs()[0].procedure, "/greet.v1.GreetService/Greet");
+/// ```
+///
+/// Generated code does the registering: `register_greet_service(Router::new(), Greeter)`.
+/// Serve the router with [`Server`](crate::server::Server), mount it in axum
+/// ([guide](crate::guide::serving)), or call it in memory with
+/// [`Client::with_transport`](crate::Client::with_transport) ([guide](crate::guide::testing)).
 #[derive(Clone)]
 pub struct Router {
     inner: Arc<Inner>,

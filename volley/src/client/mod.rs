@@ -34,6 +34,27 @@ pub use transport::Transport;
 
 /// How a [`Client`] calls: where, in which protocol and codec, with which compression,
 /// limits, default timeout and headers.
+///
+/// Every setting has a default (see [`new`](Self::new)); the builder methods change one each.
+///
+/// ```
+/// use std::time::Duration;
+/// use volley::{ClientConfig, Codec, Protocol};
+///
+/// # fn main() -> Result<(), volley::Error> {
+/// let config = ClientConfig::new("http://127.0.0.1:8080")?
+///     .protocol(Protocol::GrpcWeb)
+///     .codec(Codec::Json)
+///     .send_compression("gzip")
+///     .timeout(Duration::from_secs(10))
+///     .receive_limit(16 * 1024 * 1024)
+///     .header("x-client", "docs");
+/// assert_eq!(config.get_protocol(), Protocol::GrpcWeb);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// More in the [clients guide](crate::guide::clients).
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
     base_uri: Uri,
@@ -157,6 +178,23 @@ impl ClientConfig {
 }
 
 /// Per-call overrides of the client's configuration.
+///
+/// Pass them to [`Client::unary`] and friends, or to a typed client's `*_with` methods
+/// (`client.greet_with(request, options)`). Headers add to the configuration's; the other
+/// settings replace it for this call.
+///
+/// ```
+/// use std::time::Duration;
+/// use volley::CallOptions;
+///
+/// let options = CallOptions::new()
+///     .with_timeout(Duration::from_millis(500))
+///     .with_header("authorization", "Bearer secret")
+///     .with_binary_header("trace-bin", &[1, 2, 3])
+///     .with_send_compression(None)
+///     .with_receive_limit(64 * 1024);
+/// # let _ = options;
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct CallOptions {
     timeout: Option<Duration>,
@@ -223,6 +261,49 @@ impl CallOptions {
 }
 
 /// A client for one server, shared cheaply by clone. Generated typed clients wrap it.
+///
+/// [`Client::new`] uses the built-in HTTP transport (feature `client`);
+/// [`Client::with_transport`] takes any [`Transport`], such as a tower stack or a
+/// [`Router`](crate::Router) called in memory, as here:
+///
+/// ```
+/// use buffa_types::google::protobuf::StringValue;
+/// use volley::{CallOptions, Client, ClientConfig, Idempotency, Request, Response, Router};
+/// use volley::{Spec, StreamType};
+///
+/// const GREET: Spec = Spec::new(
+///     "/greet.v1.GreetService/Greet",
+///     StreamType::Unary,
+///     Idempotency::Unknown,
+/// );
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), volley::Error> {
+/// let router = Router::new().unary(GREET, |request: Request<StringValue>| async move {
+///     Ok(Response::new(StringValue::from(format!("Hello, {}!", request.message().value))))
+/// });
+/// let client = Client::with_transport(ClientConfig::new("http://in-memory")?, router);
+/// let reply = client
+///     .unary::<_, StringValue>(GREET, StringValue::from("you"), CallOptions::new())
+///     .await?;
+/// assert_eq!(reply.message().value, "Hello, you!");
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Over the network, with generated code:
+///
+/// ```no_run
+/// # #[cfg(feature = "client")]
+/// # async fn run() -> Result<(), volley::Error> {
+/// let config = volley::ClientConfig::new("http://127.0.0.1:8080")?
+///     .protocol(volley::Protocol::Grpc);
+/// let client = volley::Client::new(config)?;
+/// // let greeter = GreetServiceClient::new(client);
+/// # let _ = client;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Client<T> {
     config: Arc<ClientConfig>,
@@ -251,7 +332,9 @@ pub(crate) struct Prepared {
 }
 
 impl<T: Transport> Client<T> {
-    /// A client over any transport.
+    /// A client over any transport: a `tower::Service<http::Request<Body>>` returning HTTP
+    /// responses (a tower stack around hyper's client, or a [`Router`](crate::Router) for
+    /// calls in memory: see the [testing guide](crate::guide::testing)).
     pub fn with_transport(config: ClientConfig, transport: T) -> Self {
         Self {
             config: Arc::new(config),

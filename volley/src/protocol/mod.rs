@@ -1,6 +1,7 @@
 //! One module per wire protocol. Each knows its content types, how a request head is read,
 //! how a response head, end of stream and errors are written, and the client's mirror image.
-//! The message pipeline itself (framing, compression, limits) is shared in [`crate::stream`].
+//! The message pipeline itself (framing, compression, limits) is shared by all three, in the
+//! crate-private `stream` module.
 
 pub(crate) mod connect;
 pub(crate) mod grpc;
