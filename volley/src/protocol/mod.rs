@@ -1,10 +1,11 @@
-//! One module per wire protocol, server and client halves side by side: [`connect`],
-//! [`grpc`] and [`grpc_web`] (built on gRPC's helpers). Each implements the crate-private
-//! traits below ([`Wire`] for what both sides share, [`ServerRules`], [`ClientRules`]) on a
-//! zero-sized type. A [`ContentType`] carries the protocol, and its methods are the only place
-//! that picks the implementation (a `match` on a `Copy` enum, so static dispatch, no boxes):
-//! router, respond and the client call those methods and never branch on the protocol.
-//! The message pipeline itself (framing, compression, limits) is shared in [`crate::stream`].
+//! The three wire protocols. Inside the crate, one module per protocol (`connect`, `grpc`,
+//! and `grpc_web`, built on gRPC's helpers) holds its server and client halves side by side,
+//! implementing the crate-private traits `Wire` (what both sides share), `ServerRules` and
+//! `ClientRules` on a zero-sized type. A `ContentType` carries the protocol, and its methods
+//! are the only place that picks the implementation (a `match` on a `Copy` enum: static
+//! dispatch, no boxes); router, respond and the client call those methods and never branch
+//! on the protocol. The message pipeline itself (framing, compression, limits) is shared in
+//! the crate's `stream` module.
 
 pub(crate) mod connect;
 pub(crate) mod grpc;
