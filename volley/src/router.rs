@@ -1,5 +1,6 @@
-//! Routing: procedure path -> handler, and the request side of every protocol (content-type
-//! negotiation, compression, timeouts, limits). The [`Router`] is a `tower::Service`.
+//! Routing: procedure path -> handler, and the protocol-agnostic request side (compression
+//! lookup and negotiation, deadlines, limits, body reading). What each protocol's request head
+//! and errors look like is asked of [`crate::protocol`]. The [`Router`] is a `tower::Service`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -20,16 +21,13 @@ use crate::compression::{Compression, Registry, decompress};
 use crate::cors::Cors;
 use crate::error::BoxError;
 use crate::handler::{self, CallInput, ErasedHandler, Input, SharedHandler};
-use crate::headers;
-use crate::protocol::{Classified, ContentType, Protocol, classify, connect};
-use crate::respond::{
-    self, Call, error_response, immediate_error, negotiate, unsupported_encoding,
-};
+use crate::protocol::connect::{self, GetRefusal};
+use crate::protocol::{Classified, ContentType, accept_post, classify};
+use crate::respond::{Call, negotiate, unsupported_encoding};
 use crate::stream::{
     Body, FrameReader, FrameSource, FrameWriter, ResponseStream, Streaming, boxed_body, empty_body,
 };
-use crate::timeout::{parse_connect_timeout, parse_grpc_timeout};
-use crate::{Code, Error, Idempotency, Request, Response, Spec, StreamType};
+use crate::{Error, Idempotency, Request, Response, Spec, StreamType};
 
 /// Default receive limit: 4 MiB per message, after decompression.
 pub const DEFAULT_RECEIVE_LIMIT: usize = 4 * 1024 * 1024;
@@ -297,7 +295,8 @@ impl Inner {
             .to_string();
         let classified = classify(&content_type);
         let Some(route) = self.routes.get(parts.uri.path()) else {
-            return not_found(classified, parts.uri.path());
+            let err = Error::unimplemented(format!("unknown procedure {}", parts.uri.path()));
+            return classified.or_fallback().not_found(&err);
         };
         let spec = route.spec;
         let get_allowed =
@@ -309,29 +308,28 @@ impl Inner {
             return method_not_allowed(get_allowed);
         }
         let ct = match classified {
-            Classified::Known(ct) if ct_fits(ct, spec.stream_type) => ct,
+            Classified::Known(ct) if ct.accepts(spec.stream_type) => ct,
             _ => return unsupported_media_type(spec.stream_type),
         };
         let head = match self.read_head(ct, &parts.headers) {
             Ok(head) => head,
             Err(err) => {
                 // An unknown encoding is answered with the ones we accept, as gRPC asks.
-                let mut res = immediate_error(ct, &err);
+                let mut res = ct.immediate_error(&err);
                 self.advertise_encodings(ct, res.headers_mut());
                 return res;
             }
         };
-        let input = if ct.protocol == Protocol::Connect && ct.variant {
+        let input = if ct.is_unenveloped() {
             match self
                 .read_unary_body(body, head.request_compression.as_ref())
                 .await
             {
                 Ok(bytes) => Input::Single(bytes),
-                Err(err) => return immediate_error(ct, &err),
+                Err(err) => return ct.immediate_error(&err),
             }
         } else {
-            let text = ct.protocol == Protocol::GrpcWeb && ct.variant;
-            let source = FrameSource::new(body, self.receive_limit, text, body_error);
+            let source = FrameSource::new(body, self.receive_limit, ct.is_text(), body_error);
             let mut reader = FrameReader::new(
                 source,
                 head.request_compression.clone(),
@@ -377,7 +375,7 @@ impl Inner {
         let span = tracing::info_span!(
             "rpc",
             otel.kind = "server",
-            rpc.system = rpc_system(ct.protocol),
+            rpc.system = ct.protocol.rpc_system(),
             rpc.service = route.spec.service(),
             rpc.method = route.spec.method(),
             rpc.status_code = tracing::field::Empty,
@@ -412,7 +410,7 @@ impl Inner {
             min_size: self.compression.min_size(),
             send_limit: self.send_limit,
         };
-        let mut res = respond::respond(
+        let mut res = ContentType::respond(
             Call {
                 content_type: ct,
                 writer,
@@ -428,67 +426,23 @@ impl Inner {
     /// (`grpc-accept-encoding`, `connect-accept-encoding`, or `accept-encoding` for Connect
     /// unary), as connect-go and grpc-go do.
     fn advertise_encodings(&self, ct: ContentType, h: &mut HeaderMap) {
-        let name = match ct.protocol {
-            Protocol::Connect if ct.variant => headers::ACCEPT_ENCODING,
-            Protocol::Connect => headers::CONNECT_ACCEPT_ENCODING,
-            Protocol::Grpc | Protocol::GrpcWeb => headers::GRPC_ACCEPT_ENCODING,
-        };
         let accepted = self.compression.accept_header();
         if !accepted.is_empty()
             && let Ok(v) = HeaderValue::from_str(&accepted)
         {
-            h.insert(name, v);
+            h.insert(ct.encoding_headers().1, v);
         }
     }
 
     fn read_head(&self, ct: ContentType, h: &HeaderMap) -> Result<Head, Error> {
-        let unary_connect = ct.protocol == Protocol::Connect && ct.variant;
-        let (enc_name, accept_name) = match ct.protocol {
-            Protocol::Connect if unary_connect => {
-                (headers::CONTENT_ENCODING, headers::ACCEPT_ENCODING)
-            }
-            Protocol::Connect => (
-                headers::CONNECT_CONTENT_ENCODING,
-                headers::CONNECT_ACCEPT_ENCODING,
-            ),
-            Protocol::Grpc | Protocol::GrpcWeb => {
-                (headers::GRPC_ENCODING, headers::GRPC_ACCEPT_ENCODING)
-            }
-        };
-        if ct.protocol == Protocol::Connect {
-            match h.get(headers::CONNECT_PROTOCOL_VERSION) {
-                Some(v) if v != "1" => {
-                    return Err(Error::invalid_argument(format!(
-                        "connect-protocol-version must be \"1\": got {v:?}"
-                    )));
-                }
-                None if self.require_protocol_header => {
-                    return Err(Error::invalid_argument(
-                        "missing required header: connect-protocol-version",
-                    ));
-                }
-                _ => {}
-            }
-        }
-        let request_compression = self.lookup_encoding(h.get(enc_name))?;
+        let wire = ct.read_head(h, self.require_protocol_header)?;
+        let request_compression = self.lookup_encoding(wire.encoding)?;
         let response_compression = negotiate(
             &self.compression,
             request_compression.as_ref(),
-            h.get(accept_name),
+            wire.accept_encoding,
         );
-        let deadline = match ct.protocol {
-            Protocol::Connect => h.get(headers::CONNECT_TIMEOUT_MS).map(|v| {
-                parse_connect_timeout(v.as_bytes()).ok_or_else(|| {
-                    Error::invalid_argument(format!("invalid connect-timeout-ms {v:?}"))
-                })
-            }),
-            Protocol::Grpc | Protocol::GrpcWeb => h.get(headers::GRPC_TIMEOUT).map(|v| {
-                parse_grpc_timeout(v.as_bytes())
-                    .ok_or_else(|| Error::invalid_argument(format!("invalid grpc-timeout {v:?}")))
-            }),
-        }
-        .transpose()?
-        .map(deadline_from);
+        let deadline = wire.timeout?.map(deadline_from);
         Ok(Head {
             content_type: ct,
             request_compression,
@@ -558,67 +512,30 @@ impl Inner {
         route: &Route,
         parts: http::request::Parts,
     ) -> http::Response<Body> {
-        let query = parts.uri.query().unwrap_or("");
-        let fallback = ContentType {
-            protocol: Protocol::Connect,
-            codec: crate::Codec::Proto,
-            variant: true,
-        };
-        let q = match connect::parse_get_query(query) {
-            Ok(q) => q,
-            Err(err) => return immediate_error(fallback, &err),
-        };
-        let Some(codec) = crate::Codec::from_name(&q.encoding) else {
-            return unsupported_media_type(StreamType::Unary);
-        };
-        let ct = ContentType {
-            protocol: Protocol::Connect,
-            codec,
-            variant: true,
-        };
-        if self.require_protocol_header && q.connect_version.as_deref() != Some("v1") {
-            return immediate_error(
-                ct,
-                &Error::invalid_argument("missing required query parameter connect=v1"),
-            );
-        }
-        if let Some(v) = q.connect_version.as_deref().filter(|v| *v != "v1") {
-            return immediate_error(
-                ct,
-                &Error::invalid_argument(format!("unsupported connect version {v:?}")),
-            );
-        }
-        let request_compression = match self.lookup_encoding(
-            q.compression
-                .as_deref()
-                .and_then(|c| HeaderValue::from_str(c).ok())
-                .as_ref(),
+        let get = match connect::read_get(
+            parts.uri.query().unwrap_or(""),
+            &parts.headers,
+            self.require_protocol_header,
         ) {
+            Ok(get) => get,
+            Err(GetRefusal::UnknownCodec) => return unsupported_media_type(StreamType::Unary),
+            Err(GetRefusal::Error(ct, err)) => return ct.immediate_error(&err),
+        };
+        let ct = get.content_type;
+        let request_compression = match self.lookup_encoding(get.compression.as_ref()) {
             Ok(c) => c,
-            Err(err) => return immediate_error(ct, &err),
+            Err(err) => return ct.immediate_error(&err),
         };
         let message =
-            match self.decompress_unary(Bytes::from(q.message), request_compression.as_ref()) {
+            match self.decompress_unary(Bytes::from(get.message), request_compression.as_ref()) {
                 Ok(m) => m,
-                Err(err) => return immediate_error(ct, &err),
+                Err(err) => return ct.immediate_error(&err),
             };
-        let deadline = match parts.headers.get(headers::CONNECT_TIMEOUT_MS) {
-            Some(v) => match parse_connect_timeout(v.as_bytes()) {
-                Some(d) => Some(deadline_from(d)),
-                None => {
-                    return immediate_error(
-                        ct,
-                        &Error::invalid_argument(format!("invalid connect-timeout-ms {v:?}")),
-                    );
-                }
-            },
-            None => None,
+        let deadline = match get.timeout {
+            Ok(timeout) => timeout.map(deadline_from),
+            Err(err) => return ct.immediate_error(&err),
         };
-        let response_compression = negotiate(
-            &self.compression,
-            None,
-            parts.headers.get(headers::ACCEPT_ENCODING),
-        );
+        let response_compression = negotiate(&self.compression, None, get.accept_encoding);
         let head = Head {
             content_type: ct,
             request_compression: None,
@@ -640,39 +557,10 @@ impl Inner {
     }
 }
 
-/// The OpenTelemetry `rpc.system` value for a protocol.
-pub(crate) fn rpc_system(protocol: Protocol) -> &'static str {
-    match protocol {
-        Protocol::Connect => "connect_rpc",
-        Protocol::Grpc | Protocol::GrpcWeb => "grpc",
-    }
-}
-
 fn deadline_from(timeout: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(timeout)
         .unwrap_or(now + Duration::from_secs(86400 * 365))
-}
-
-fn ct_fits(ct: ContentType, stream_type: StreamType) -> bool {
-    match ct.protocol {
-        // Connect unary procedures take un-enveloped bodies; streaming ones take envelopes.
-        Protocol::Connect => ct.variant == (stream_type == StreamType::Unary),
-        Protocol::Grpc | Protocol::GrpcWeb => true,
-    }
-}
-
-fn not_found(classified: Classified, path: &str) -> http::Response<Body> {
-    let err = Error::unimplemented(format!("unknown procedure {path}"));
-    match classified {
-        Classified::Known(ct) if ct.protocol != Protocol::Connect => immediate_error(ct, &err),
-        Classified::UnknownCodec(p) if p != Protocol::Connect => error_response(p, &err),
-        _ => {
-            let mut res = error_response(Protocol::Connect, &err);
-            *res.status_mut() = StatusCode::NOT_FOUND;
-            res
-        }
-    }
 }
 
 fn method_not_allowed(get_allowed: bool) -> http::Response<Body> {
@@ -687,17 +575,9 @@ fn method_not_allowed(get_allowed: bool) -> http::Response<Body> {
 fn unsupported_media_type(stream_type: StreamType) -> http::Response<Body> {
     let mut res = http::Response::new(empty_body());
     *res.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
-    let accept = if stream_type == StreamType::Unary {
-        "application/proto, application/json, application/grpc, application/grpc+proto, application/grpc+json, application/grpc-web, application/grpc-web+proto, application/grpc-web+json, application/grpc-web-text"
-    } else {
-        "application/connect+proto, application/connect+json, application/grpc, application/grpc+proto, application/grpc+json, application/grpc-web, application/grpc-web+proto, application/grpc-web+json, application/grpc-web-text"
-    };
-    res.headers_mut()
-        .insert("accept-post", HeaderValue::from_static(accept));
+    res.headers_mut().insert(
+        "accept-post",
+        HeaderValue::from_static(accept_post(stream_type)),
+    );
     res
-}
-
-#[allow(dead_code)] // reason: kept for the interceptor layer, which reuses the error writer
-pub(crate) fn error_for(protocol: Protocol, code: Code, message: &str) -> http::Response<Body> {
-    error_response(protocol, &Error::new(code, message))
 }

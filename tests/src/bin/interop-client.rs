@@ -3,7 +3,7 @@
 //! method specs are spelled out below, the messages come from `volley_tests::proto`).
 //!
 //! ```text
-//! interop-client --url http://127.0.0.1:PORT [--protocol connect|grpc|grpcweb]
+//! interop-client --url http://127.0.0.1:PORT [--protocol connect|grpc|grpcweb|grpcwebtext]
 //!     [--codec proto|json] [--http 1.1|2] [--compression identity|gzip|br|zstd|deflate]
 //!     [--cases a,b] [--skip a,b] [--case-timeout-ms N] [--ca CERT_PEM]
 //!     [--any-response-encoding] [--list]
@@ -53,7 +53,7 @@ const BIDI: Spec = Spec::new(
 );
 
 const USAGE: &str = "usage: interop-client --url http://127.0.0.1:PORT \
-[--protocol connect|grpc|grpcweb] [--codec proto|json] [--http 1.1|2] \
+[--protocol connect|grpc|grpcweb|grpcwebtext] [--codec proto|json] [--http 1.1|2] \
 [--compression identity|gzip|br|zstd|deflate] [--cases a,b] [--skip a,b] \
 [--case-timeout-ms N] [--ca CERT_PEM] [--any-response-encoding] [--list]";
 
@@ -62,6 +62,8 @@ const USAGE: &str = "usage: interop-client --url http://127.0.0.1:PORT \
 struct Args {
     url: String,
     protocol: Protocol,
+    /// gRPC-Web text (`--protocol grpcwebtext`).
+    text: bool,
     codec: Codec,
     http1: bool,
     compression: Option<&'static str>,
@@ -77,6 +79,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
         url: String::new(),
         protocol: Protocol::Connect,
+        text: false,
         codec: Codec::Proto,
         http1: false,
         compression: None,
@@ -104,7 +107,13 @@ fn parse_args() -> anyhow::Result<Args> {
                     "connect" => Protocol::Connect,
                     "grpc" => Protocol::Grpc,
                     "grpcweb" => Protocol::GrpcWeb,
-                    other => bail!("--protocol must be connect, grpc or grpcweb, not {other:?}"),
+                    "grpcwebtext" => {
+                        args.text = true;
+                        Protocol::GrpcWeb
+                    }
+                    other => bail!(
+                        "--protocol must be connect, grpc, grpcweb or grpcwebtext, not {other:?}"
+                    ),
                 }
             }
             "--codec" => {
@@ -236,6 +245,7 @@ impl Ctx {
         let make = |use_get: bool| -> anyhow::Result<(Client<Recorder>, Recorder)> {
             let mut config = ClientConfig::new(&args.url)?
                 .protocol(args.protocol)
+                .grpc_web_text(args.text)
                 .codec(args.codec)
                 .http_version(if args.http1 {
                     HttpVersion::Http1
@@ -428,6 +438,10 @@ fn needs_http2(ctx: &Ctx) -> Option<&'static str> {
     ctx.http1().then_some("full-duplex bidi needs HTTP/2")
 }
 
+fn needs_text(ctx: &Ctx) -> Option<&'static str> {
+    (!ctx.args.text).then_some("checks the gRPC-Web text wire format")
+}
+
 fn needs_connect(ctx: &Ctx) -> Option<&'static str> {
     (ctx.args.protocol != Protocol::Connect).then_some("Connect GET is a Connect-protocol feature")
 }
@@ -451,6 +465,7 @@ const CASES: &[Case] = &[
     case!(unary_repeated_header),
     case!(unary_deadline_propagated),
     case!(unary_get, needs_connect),
+    case!(unary_web_text, needs_text),
     case!(unary_error),
     case!(unary_error_codes),
     case!(unary_deadline_exceeded),
@@ -565,6 +580,33 @@ async fn unary_deadline_propagated(ctx: &Ctx) -> anyhow::Result<()> {
         .await?;
     let ms = res.message().deadline_ms;
     ensure!(ms > 0 && ms <= 5100, "deadline_ms {ms} not in (0, 5100]");
+    Ok(())
+}
+
+/// gRPC-Web text: the request and the response both say `application/grpc-web-text`.
+async fn unary_web_text(ctx: &Ctx) -> anyhow::Result<()> {
+    let mark = ctx.recorder.mark();
+    let res = ctx
+        .client
+        .unary::<_, EchoResponse>(ECHO, text("in text"), CallOptions::new())
+        .await?;
+    eq(res.message().text.as_str(), "in text", "text")?;
+    let exchange = ctx.recorder.exchange(mark)?;
+    let expected = format!("application/grpc-web-text+{}", ctx.args.codec.name());
+    eq(
+        header(&exchange.request_headers, "content-type"),
+        Some(expected.as_str()),
+        "request content-type",
+    )?;
+    let response_type = exchange
+        .response_headers
+        .as_ref()
+        .and_then(|h| header(h, "content-type"))
+        .unwrap_or("");
+    ensure!(
+        response_type.starts_with("application/grpc-web-text"),
+        "response content-type {response_type:?}"
+    );
     Ok(())
 }
 
@@ -990,7 +1032,11 @@ async fn run(args: Args) -> bool {
     println!(
         "# volley client: {} protocol={} codec={} http={} compression={}",
         args.url,
-        protocol_name(args.protocol),
+        if args.text {
+            "grpcwebtext"
+        } else {
+            protocol_name(args.protocol)
+        },
         args.codec.name(),
         if args.http1 { "1.1" } else { "2" },
         args.compression.unwrap_or("identity"),

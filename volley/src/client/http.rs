@@ -14,7 +14,6 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use super::connector::Connector;
 use super::{ClientConfig, Transport, transport::transport_error};
 use crate::Error;
-use crate::protocol::Protocol;
 use crate::stream::{Body, boxed_body};
 
 /// Which HTTP version the built-in transport speaks.
@@ -121,7 +120,7 @@ impl HttpTransport {
             HttpVersion::Http2 => true,
             HttpVersion::Http1 => false,
             HttpVersion::Auto => {
-                config.protocol == Protocol::Grpc && config.base_uri.scheme_str() != Some("https")
+                config.protocol.requires_http2() && config.base_uri.scheme_str() != Some("https")
             }
         };
         let mut http = HttpConnector::new();

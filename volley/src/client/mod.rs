@@ -5,7 +5,7 @@
 mod connector;
 #[cfg(feature = "client")]
 mod http;
-mod read;
+pub(crate) mod read;
 mod transport;
 
 use std::sync::Arc;
@@ -22,10 +22,9 @@ use crate::compression::{Compression, Registry};
 use crate::envelope;
 use crate::headers;
 use crate::interceptor::Observers;
-use crate::protocol::{ContentType, Protocol, connect, response_content_type};
+use crate::protocol::{ClientHead, ContentType, Protocol, connect};
 use crate::stream::{Body, FrameWriter, Streaming, full_body};
-use crate::timeout::{format_connect_timeout, format_grpc_timeout};
-use crate::{Error, Idempotency, Response, Spec, StreamType};
+use crate::{Error, Idempotency, Response, Spec};
 
 #[cfg(feature = "client")]
 pub use self::http::{HttpTransport, HttpVersion};
@@ -59,6 +58,7 @@ pub use transport::Transport;
 pub struct ClientConfig {
     base_uri: Uri,
     protocol: Protocol,
+    grpc_web_text: bool,
     codec: Codec,
     compression: Registry,
     send_compression: Option<&'static str>,
@@ -86,6 +86,7 @@ impl ClientConfig {
         Ok(Self {
             base_uri,
             protocol: Protocol::Connect,
+            grpc_web_text: false,
             codec: Codec::Proto,
             compression: Registry::default(),
             send_compression: None,
@@ -104,6 +105,14 @@ impl ClientConfig {
     /// The protocol (default Connect).
     pub fn protocol(mut self, protocol: Protocol) -> Self {
         self.protocol = protocol;
+        self
+    }
+
+    /// With the gRPC-Web protocol, speaks its text variant (`application/grpc-web-text`):
+    /// the same framed body, base64-encoded in both directions, for peers (and proxies) that
+    /// only pass text. Ignored with the other protocols. Default off (binary gRPC-Web).
+    pub fn grpc_web_text(mut self, enabled: bool) -> Self {
+        self.grpc_web_text = enabled;
         self
     }
 
@@ -349,13 +358,8 @@ impl<T: Transport> Client<T> {
 
     fn prepare(&self, spec: &Spec, options: CallOptions) -> Result<Prepared, Error> {
         let c = &self.config;
-        let unary_connect =
-            c.protocol == Protocol::Connect && spec.stream_type == StreamType::Unary;
-        let content_type = ContentType {
-            protocol: c.protocol,
-            codec: c.codec,
-            variant: unary_connect,
-        };
+        let content_type =
+            ContentType::for_client(c.protocol, c.codec, spec.stream_type, c.grpc_web_text);
         let send_name = options.send_compression.unwrap_or(c.send_compression);
         let compression: Option<Arc<dyn Compression>> = match send_name {
             Some(name) => Some(c.compression.get(name).ok_or_else(|| {
@@ -384,79 +388,22 @@ impl<T: Transport> Client<T> {
         })
     }
 
-    fn request_head(
-        &self,
-        spec: &Spec,
-        p: &Prepared,
-        method: Method,
-        uri: Uri,
-    ) -> ::http::request::Builder {
+    fn request_head(&self, p: &Prepared, method: Method, uri: Uri) -> ::http::request::Builder {
         let ct = p.content_type;
         let mut builder = ::http::Request::builder().method(method).uri(uri);
-        let h = builder.headers_mut().expect("fresh builder has headers");
-        h.extend(p.headers.clone());
-        let accept = HeaderValue::from_str(&p.accepted.accept_header()).ok();
         let is_get = builder.method_ref() == Some(&Method::GET);
-        let h = builder.headers_mut().expect("fresh builder has headers");
-        if !is_get {
-            h.insert(
-                CONTENT_TYPE,
-                HeaderValue::from_str(&response_content_type(ct)).expect("ascii"),
-            );
-        }
-        match ct.protocol {
-            Protocol::Connect => {
-                h.insert(
-                    headers::CONNECT_PROTOCOL_VERSION,
-                    HeaderValue::from_static("1"),
-                );
-                if let Some(t) = p.timeout {
-                    h.insert(
-                        headers::CONNECT_TIMEOUT_MS,
-                        HeaderValue::from_str(&format_connect_timeout(t)).expect("digits"),
-                    );
-                }
-                let (enc, acc) = if ct.variant {
-                    (headers::CONTENT_ENCODING, headers::ACCEPT_ENCODING)
-                } else {
-                    (
-                        headers::CONNECT_CONTENT_ENCODING,
-                        headers::CONNECT_ACCEPT_ENCODING,
-                    )
-                };
-                if let Some(algo) = &p.writer.compression
-                    && !ct.variant
-                {
-                    h.insert(enc, HeaderValue::from_static(algo.name()));
-                }
-                if let Some(a) = accept {
-                    h.insert(acc, a);
-                }
+        if let Some(h) = builder.headers_mut() {
+            h.extend(p.headers.clone());
+            if !is_get {
+                h.insert(CONTENT_TYPE, ct.header_value());
             }
-            Protocol::Grpc | Protocol::GrpcWeb => {
-                if ct.protocol == Protocol::Grpc {
-                    h.insert(::http::header::TE, HeaderValue::from_static("trailers"));
-                } else {
-                    h.insert("x-grpc-web", HeaderValue::from_static("1"));
-                }
-                if let Some(t) = p.timeout {
-                    h.insert(
-                        headers::GRPC_TIMEOUT,
-                        HeaderValue::from_str(&format_grpc_timeout(t)).expect("ascii"),
-                    );
-                }
-                if let Some(algo) = &p.writer.compression {
-                    h.insert(
-                        headers::GRPC_ENCODING,
-                        HeaderValue::from_static(algo.name()),
-                    );
-                }
-                if let Some(a) = accept {
-                    h.insert(headers::GRPC_ACCEPT_ENCODING, a);
-                }
-            }
+            let head = ClientHead {
+                compression: p.writer.compression.as_ref().map(|a| a.name()),
+                accept: HeaderValue::from_str(&p.accepted.accept_header()).ok(),
+                timeout: p.timeout,
+            };
+            ct.request_headers(h, &head);
         }
-        let _ = spec;
         builder
     }
 
@@ -497,7 +444,7 @@ impl<T: Transport> Client<T> {
         tracing::info_span!(
             "rpc",
             otel.kind = "client",
-            rpc.system = crate::router::rpc_system(self.config.protocol),
+            rpc.system = self.config.protocol.rpc_system(),
             rpc.service = spec.service(),
             rpc.method = spec.method(),
             rpc.status_code = tracing::field::Empty,
@@ -558,10 +505,10 @@ impl<T: Transport> Client<T> {
         let deadline = p.deadline;
         let call = async move {
             let encoded = p.writer.encode(&request)?;
-            if p.content_type.protocol == Protocol::Connect {
+            if p.content_type.is_unenveloped() {
                 self.connect_unary(&spec, p, encoded).await
             } else {
-                let body = full_body(frame_one(&p.writer, encoded)?);
+                let body = full_body(frame_one(&p.writer, p.content_type, encoded)?);
                 let (headers, mut stream) = self.open_stream::<Res>(&spec, p, body).await?;
                 read::finish_unary(headers, &mut stream).await
             }
@@ -590,38 +537,17 @@ impl<T: Transport> Client<T> {
         p: Prepared,
         encoded: Bytes,
     ) -> Result<Response<Res>, Error> {
-        let (body, compressed) = p.writer.compress(encoded)?;
-        let mut request = None;
-        if self.config.use_get && spec.idempotency == Idempotency::NoSideEffects {
-            let algo = compressed
-                .then(|| p.writer.compression.as_ref().map(|a| a.name()))
-                .flatten();
-            let query = connect::build_get_query(
-                &body,
-                p.writer.codec.name(),
-                algo,
-                p.writer.codec == Codec::Proto,
-            );
-            let uri = self.uri_for(spec, Some(&query))?;
-            if uri.to_string().len() <= self.config.get_url_limit {
-                let builder = self.request_head(spec, &p, Method::GET, uri);
-                request = Some(builder.body(crate::stream::empty_body()));
-            }
-        }
-        let request = match request {
-            Some(r) => r,
-            None => {
-                let mut builder =
-                    self.request_head(spec, &p, Method::POST, self.uri_for(spec, None)?);
-                if compressed && let Some(algo) = &p.writer.compression {
-                    builder = builder.header(headers::CONTENT_ENCODING, algo.name());
-                }
-                builder.body(full_body(body))
-            }
-        }
-        .map_err(|e| Error::internal(format!("building request: {e}")))?;
+        let get_url_limit = (self.config.use_get && spec.idempotency == Idempotency::NoSideEffects)
+            .then_some(self.config.get_url_limit);
+        let request = connect::unary_request(
+            &p,
+            encoded,
+            get_url_limit,
+            |query| self.uri_for(spec, query),
+            |method, uri| self.request_head(&p, method, uri),
+        )?;
         let response = self.transport.send(request).await?;
-        read::connect_unary_response(response, &p).await
+        connect::read_unary_response(response, &p).await
     }
 
     /// Sends an enveloped request and returns the response headers and message stream.
@@ -632,7 +558,7 @@ impl<T: Transport> Client<T> {
         body: Body,
     ) -> Result<(HeaderMap, Streaming<Res>), Error> {
         let request = self
-            .request_head(spec, &p, Method::POST, self.uri_for(spec, None)?)
+            .request_head(&p, Method::POST, self.uri_for(spec, None)?)
             .body(body)
             .map_err(|e| Error::internal(format!("building request: {e}")))?;
         let response = self.transport.send(request).await?;
@@ -654,7 +580,7 @@ impl<T: Transport> Client<T> {
         }
         let open = async move {
             let encoded = p.writer.encode(&request)?;
-            let body = full_body(frame_one(&p.writer, encoded)?);
+            let body = full_body(frame_one(&p.writer, p.content_type, encoded)?);
             self.open_stream::<Res>(&spec, p, body).await
         };
         let span = self.span(&spec);
@@ -689,7 +615,7 @@ impl<T: Transport> Client<T> {
         let mut p = self.prepare(&spec, options)?;
         let observers = self.observe(spec, &mut p)?;
         let deadline = p.deadline;
-        let body = request_body(p.writer.clone(), requests, observers.clone());
+        let body = request_body(&p, requests, observers.clone());
         let span = self.span(&spec);
         let call = async move {
             let (headers, stream) = self.open_stream::<Res>(&spec, p, body).await?;
@@ -713,7 +639,7 @@ impl<T: Transport> Client<T> {
         let observers = self.observe(spec, &mut p)?;
         let deadline = p.deadline;
         let (tx, rx) = tokio::sync::mpsc::channel::<Req>(16);
-        let body = request_body(p.writer.clone(), tokio_stream_from(rx), observers.clone());
+        let body = request_body(&p, tokio_stream_from(rx), observers.clone());
         let this = self.clone();
         let open = async move {
             let (headers, stream) = this.open_stream::<Res>(&spec, p, body).await?;
@@ -744,10 +670,11 @@ fn record_status(span: &tracing::Span, error: Option<&Error>) {
     }
 }
 
-fn frame_one(writer: &FrameWriter, encoded: Bytes) -> Result<Bytes, Error> {
+/// One message, framed as the call's body carries it.
+fn frame_one(writer: &FrameWriter, ct: ContentType, encoded: Bytes) -> Result<Bytes, Error> {
     let mut out = BytesMut::with_capacity(encoded.len() + envelope::PREFIX_LEN);
     writer.write_frame(encoded, &mut out)?;
-    Ok(out.freeze())
+    Ok(ct.body_chunk(out.freeze()))
 }
 
 fn tokio_stream_from<T: Send + 'static>(
@@ -757,20 +684,17 @@ fn tokio_stream_from<T: Send + 'static>(
 }
 
 /// A streaming request body: each message encoded, compressed and framed as it comes.
-fn request_body<Req: Message, S>(
-    writer: FrameWriter,
-    requests: S,
-    observers: Option<Observers>,
-) -> Body
+fn request_body<Req: Message, S>(p: &Prepared, requests: S, observers: Option<Observers>) -> Body
 where
     S: Stream<Item = Req> + Send + 'static,
 {
+    let (writer, ct) = (p.writer.clone(), p.content_type);
     let frames = requests.map(move |m| {
         if let Some(o) = &observers {
             o.sent(&m);
         }
         let encoded = writer.encode(&m)?;
-        frame_one(&writer, encoded).map(::http_body::Frame::data)
+        frame_one(&writer, ct, encoded).map(::http_body::Frame::data)
     });
     let frames = frames.map(|r| r.map_err(|e: Error| -> crate::BoxError { Box::new(e) }));
     http_body_util::BodyExt::boxed_unsync(http_body_util::StreamBody::new(frames))

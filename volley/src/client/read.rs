@@ -1,4 +1,6 @@
-//! Reading responses on the client, per protocol, and the bidirectional stream handle.
+//! Reading responses on the client: the enveloped response reader (its protocol's head,
+//! control frame and end rules asked of [`crate::protocol`]), helpers the protocols' unary
+//! readers share, and the bidirectional stream handle.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -13,21 +15,22 @@ use http_body_util::BodyExt as _;
 use super::Prepared;
 use super::transport::transport_error;
 use crate::codec::Message;
-use crate::compression::{Compression, decompress};
-use crate::envelope;
+use crate::compression::Compression;
 use crate::headers;
-use crate::protocol::{Protocol, connect, grpc, grpc_web};
+use crate::protocol::{ContentType, Protocol};
 use crate::stream::{Body, Frame, FrameReader, FrameSource, RawStream, Streaming};
 use crate::{Code, Error, Response};
 
-fn content_type(h: &HeaderMap) -> String {
+/// The response content type, lowercase.
+pub(crate) fn content_type(h: &HeaderMap) -> String {
     h.get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase()
 }
 
-fn response_encoding(
+/// The compression a response header names, which must be one we accept.
+pub(crate) fn response_encoding(
     h: &HeaderMap,
     name: &str,
     accepted: &crate::compression::Registry,
@@ -42,7 +45,8 @@ fn response_encoding(
     }
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, Error> {
+/// Reads a whole body, up to `limit` bytes.
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, Error> {
     let mut body = body;
     let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {
@@ -59,7 +63,8 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, Error> {
     Ok(buf.freeze())
 }
 
-fn with_metadata(mut err: Error, headers: &HeaderMap) -> Error {
+/// Adds the response headers to an error's metadata, before what it already holds.
+pub(crate) fn with_metadata(mut err: Error, headers: &HeaderMap) -> Error {
     let mut meta = HeaderMap::new();
     headers::copy_user_headers(headers, &mut meta);
     // Error metadata holds headers first, then whatever trailers the error already carried.
@@ -72,64 +77,12 @@ fn with_metadata(mut err: Error, headers: &HeaderMap) -> Error {
 /// The code for a response whose content type is not the one asked for: `internal` when it is
 /// the same protocol with another codec (the peer misbehaves), `unknown` when it is not an RPC
 /// response at all (a proxy's error page, say).
-fn mismatch_code(content_type: &str, protocol: Protocol) -> Code {
+pub(crate) fn mismatch_code(content_type: &str, protocol: Protocol) -> Code {
     match crate::protocol::classify(content_type) {
         crate::protocol::Classified::Known(ct) if ct.protocol == protocol => Code::Internal,
         crate::protocol::Classified::UnknownCodec(p) if p == protocol => Code::Internal,
         _ => Code::Unknown,
     }
-}
-
-/// Reads a Connect unary response.
-pub(crate) async fn connect_unary_response<Res: Message>(
-    response: http::Response<Body>,
-    p: &Prepared,
-) -> Result<Response<Res>, Error> {
-    let (parts, body) = response.into_parts();
-    let mut headers = parts.headers;
-    let trailers = connect::take_unary_trailers(&mut headers);
-    let encoding = response_encoding(&headers, headers::CONTENT_ENCODING, &p.accepted);
-    if parts.status != http::StatusCode::OK {
-        let raw = read_body(body, p.receive_limit).await.unwrap_or_default();
-        let raw = match (&encoding, raw.is_empty()) {
-            (Ok(Some(algo)), false) => decompress(algo.as_ref(), &raw, p.receive_limit)
-                .map(Bytes::from)
-                .unwrap_or_default(),
-            _ => raw,
-        };
-        let from_body = content_type(&headers)
-            .starts_with("application/json")
-            .then(|| serde_json::from_slice::<serde_json::Value>(&raw).ok())
-            .flatten()
-            .and_then(|v| {
-                Error::from_connect_json_or(&v, Code::from_http_status(parts.status.as_u16()))
-            });
-        let err = from_body.unwrap_or_else(|| {
-            let code = Code::from_http_status(parts.status.as_u16());
-            Error::new(code, format!("HTTP status {}", parts.status))
-        });
-        let mut err = with_metadata(err, &headers);
-        err.metadata_mut().extend(trailers);
-        return Err(err.into_wire());
-    }
-    let expected = format!("application/{}", p.content_type.codec.name());
-    let ct = content_type(&headers);
-    if ct.split(';').next().unwrap_or("").trim() != expected {
-        return Err(Error::new(
-            mismatch_code(&ct, Protocol::Connect),
-            format!("protocol error: response content-type {ct:?}, expected {expected:?}"),
-        ));
-    }
-    let encoding = encoding?;
-    let raw = read_body(body, p.receive_limit).await?;
-    let raw = match encoding {
-        Some(algo) if !raw.is_empty() => {
-            Bytes::from(decompress(algo.as_ref(), &raw, p.receive_limit)?)
-        }
-        _ => raw,
-    };
-    let message = p.content_type.codec.decode::<Res>(raw)?;
-    Ok(Response::from_parts(message, headers, trailers))
 }
 
 /// Checks an enveloped response's head and returns its message stream.
@@ -139,7 +92,6 @@ pub(crate) fn open_response<Res: Message>(
 ) -> Result<(HeaderMap, Streaming<Res>), Error> {
     let (parts, body) = response.into_parts();
     let headers = parts.headers;
-    let protocol = p.content_type.protocol;
     let codec = p.content_type.codec;
     let trailers_slot: Arc<Mutex<HeaderMap>> = Arc::default();
     if parts.status != http::StatusCode::OK {
@@ -150,10 +102,7 @@ pub(crate) fn open_response<Res: Message>(
     // gRPC and gRPC-Web may answer "trailers-only": the status sits in the headers. It stands
     // only for an empty body: a status in the trailers wins, and a message without trailers is
     // an error, so unless the body has visibly ended it is kept as a fallback.
-    let header_status = match protocol {
-        Protocol::Connect => None,
-        _ => grpc::parse_status(&headers),
-    };
+    let header_status = p.content_type.header_status(&headers);
     match header_status {
         Some(status) if http_body::Body::is_end_stream(&body) => {
             let raw: RawStream = match status {
@@ -179,45 +128,29 @@ fn open_enveloped<Res: Message>(
     p: &Prepared,
     header_status: Option<Result<HeaderMap, Error>>,
 ) -> Result<(HeaderMap, Streaming<Res>), Error> {
-    let protocol = p.content_type.protocol;
-    let codec = p.content_type.codec;
+    let expected = p.content_type;
+    let codec = expected.codec;
     let trailers_slot: Arc<Mutex<HeaderMap>> = Arc::default();
     let ct = content_type(&headers);
-    let base = ct.split(';').next().unwrap_or("").trim().to_string();
-    let ok = match protocol {
-        Protocol::Connect => base == format!("application/connect+{}", codec.name()),
-        Protocol::Grpc => {
-            base == format!("application/grpc+{}", codec.name())
-                || (base == "application/grpc" && codec == crate::Codec::Proto)
-        }
-        Protocol::GrpcWeb => {
-            base == format!("application/grpc-web+{}", codec.name())
-                || (base == "application/grpc-web" && codec == crate::Codec::Proto)
-        }
-    };
-    if !ok {
+    if !expected.response_content_type_ok(ct.split(';').next().unwrap_or("").trim()) {
         return Err(Error::new(
-            mismatch_code(&ct, protocol),
+            mismatch_code(&ct, expected.protocol),
             format!("protocol error: unexpected response content-type {ct:?}"),
         )
         .into_wire());
     }
-    let enc_header = match protocol {
-        Protocol::Connect => headers::CONNECT_CONTENT_ENCODING,
-        _ => headers::GRPC_ENCODING,
-    };
-    let compression = response_encoding(&headers, enc_header, &p.accepted)?;
-    let source = FrameSource::new(body, p.receive_limit, false, transport_error)
+    let compression = response_encoding(&headers, expected.encoding_headers().0, &p.accepted)?;
+    let source = FrameSource::new(body, p.receive_limit, expected.is_text(), transport_error)
         .truncated_code(Code::Internal);
-    let control = match protocol {
-        Protocol::Connect => envelope::FLAG_END_STREAM,
-        Protocol::GrpcWeb => envelope::FLAG_TRAILERS,
-        Protocol::Grpc => 0,
-    };
-    let reader = FrameReader::new(source, compression, p.receive_limit, control);
+    let reader = FrameReader::new(
+        source,
+        compression,
+        p.receive_limit,
+        expected.control_flag(),
+    );
     let mut state = ReaderState {
         reader,
-        protocol,
+        content_type: expected,
         slot: trailers_slot.clone(),
         ended: false,
         done: false,
@@ -230,7 +163,7 @@ fn open_enveloped<Res: Message>(
 
 struct ReaderState {
     reader: FrameReader,
-    protocol: Protocol,
+    content_type: ContentType,
     slot: Arc<Mutex<HeaderMap>>,
     ended: bool,
     done: bool,
@@ -274,17 +207,7 @@ impl ReaderState {
                         ));
                     }
                     self.ended = true;
-                    let status = match self.protocol {
-                        Protocol::Connect => connect::parse_end_stream(&block),
-                        _ => grpc_web::parse_trailers_block(&block).and_then(|t| {
-                            grpc::parse_status(&t).unwrap_or_else(|| {
-                                Err(Error::internal(
-                                    "protocol error: trailers carry no grpc-status",
-                                ))
-                            })
-                        }),
-                    };
-                    match status {
+                    match self.content_type.parse_control(&block) {
                         Ok(trailers) => self.store(trailers),
                         Err(e) => return self.fail(e),
                     }
@@ -294,24 +217,11 @@ impl ReaderState {
                     if self.ended {
                         return Poll::Ready(None);
                     }
-                    let http_trailers = self.reader.source.take_http_trailers();
-                    let status = match (self.protocol, http_trailers) {
-                        (Protocol::Connect, _) => Err(Error::internal(
-                            "protocol error: stream ended without an end-of-stream message",
-                        )),
-                        (_, Some(t)) => grpc::parse_status(&t).unwrap_or_else(|| {
-                            Err(Error::internal(
-                                "protocol error: trailers carry no grpc-status",
-                            ))
-                        }),
-                        (_, None) => match self.header_status.take() {
-                            // A trailers-only response after all (sent with an open body).
-                            Some(status) if !self.seen_message => status,
-                            _ => Err(Error::internal(
-                                "protocol error: stream ended without trailers",
-                            )),
-                        },
-                    };
+                    let status = self.content_type.end_without_control(
+                        self.reader.source.take_http_trailers(),
+                        self.header_status.take(),
+                        self.seen_message,
+                    );
                     return match status {
                         Ok(trailers) => {
                             self.store(trailers);

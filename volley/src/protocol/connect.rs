@@ -1,12 +1,387 @@
-//! The Connect protocol: unary as plain HTTP (POST, or GET for side-effect-free methods),
-//! streams as envelopes closed by one JSON end-of-stream message.
+//! The Connect protocol (<https://connectrpc.com/docs/protocol/>).
+//!
+//! - Unary: plain HTTP. `POST` with `content-type: application/{proto,json}` and the bare
+//!   message as the body (`content-encoding` / `accept-encoding` compress it), or `GET` for
+//!   side-effect-free methods with the message in the query (`connect`, `base64`,
+//!   `compression`, `encoding`, `message`). Success is HTTP 200 with the message; response
+//!   trailers travel as `trailer-`-prefixed headers. An error is a JSON body
+//!   `{"code", "message", "details"}` with an HTTP status derived from the code.
+//! - Streams: `application/connect+{proto,json}`, every message in a 5-byte envelope,
+//!   compressed per `connect-content-encoding` / `connect-accept-encoding`; the response
+//!   ends with one envelope flagged `0x02` holding JSON `{"error"?, "metadata"?}`. HTTP
+//!   status is 200 even for errors.
+//! - Requests may carry `connect-protocol-version: 1` (servers may require it) and
+//!   `connect-timeout-ms`.
+
+use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 
-use crate::envelope;
-use crate::{Code, Error};
+use super::{ClientHead, ClientRules, ContentType, Protocol, RequestHead, ServerRules, Wire};
+use crate::client::Prepared;
+use crate::client::read::{
+    content_type, mismatch_code, read_body, response_encoding, with_metadata,
+};
+use crate::codec::{Codec, Message};
+use crate::compression::decompress;
+use crate::handler::{CallOutput, Output};
+use crate::headers::{
+    self, ACCEPT_ENCODING, CONNECT_ACCEPT_ENCODING, CONNECT_CONTENT_ENCODING,
+    CONNECT_PROTOCOL_VERSION, CONNECT_TIMEOUT_MS, CONTENT_ENCODING,
+};
+use crate::respond::Call;
+use crate::stream::{Body, empty_body, full_body};
+use crate::timeout::{format_connect_timeout, parse_connect_timeout};
+use crate::{Code, Error, Response, StreamType, envelope};
+
+/// Connect's rules; [`ContentType::variant`] marks unary (un-enveloped) content types.
+pub(crate) struct Connect;
+
+impl Wire for Connect {
+    fn content_type(ct: ContentType) -> String {
+        if ct.variant {
+            format!("application/{}", ct.codec.name())
+        } else {
+            format!("application/connect+{}", ct.codec.name())
+        }
+    }
+
+    fn encoding_headers(ct: ContentType) -> (&'static str, &'static str) {
+        if ct.variant {
+            (CONTENT_ENCODING, ACCEPT_ENCODING)
+        } else {
+            (CONNECT_CONTENT_ENCODING, CONNECT_ACCEPT_ENCODING)
+        }
+    }
+
+    fn is_unenveloped(ct: ContentType) -> bool {
+        ct.variant
+    }
+}
+
+impl ServerRules for Connect {
+    /// Unary procedures take un-enveloped bodies; streaming ones take envelopes.
+    fn accepts(ct: ContentType, stream_type: StreamType) -> bool {
+        ct.variant == (stream_type == StreamType::Unary)
+    }
+
+    fn read_head(
+        ct: ContentType,
+        headers: &HeaderMap,
+        require_version: bool,
+    ) -> Result<RequestHead<'_>, Error> {
+        match headers.get(CONNECT_PROTOCOL_VERSION) {
+            Some(v) if v != "1" => {
+                return Err(Error::invalid_argument(format!(
+                    "connect-protocol-version must be \"1\": got {v:?}"
+                )));
+            }
+            None if require_version => {
+                return Err(Error::invalid_argument(
+                    "missing required header: connect-protocol-version",
+                ));
+            }
+            _ => {}
+        }
+        let (encoding, accept) = Self::encoding_headers(ct);
+        Ok(RequestHead {
+            encoding: headers.get(encoding),
+            accept_encoding: headers.get(accept),
+            timeout: timeout(headers),
+        })
+    }
+
+    fn respond(call: Call, result: Result<CallOutput, Error>) -> http::Response<Body> {
+        if call.content_type.variant {
+            write_unary(call, result)
+        } else {
+            crate::respond::enveloped(call, result)
+        }
+    }
+
+    /// Unary: the JSON error body. Streams: a body holding only the end-of-stream message.
+    fn immediate_error(ct: ContentType, err: &Error) -> http::Response<Body> {
+        if ct.variant {
+            return unary_error(err);
+        }
+        let mut res =
+            http::Response::new(full_body(end_stream_frame(Some(err), &HeaderMap::new())));
+        let h = res.headers_mut();
+        h.insert(CONTENT_TYPE, ct.header_value());
+        headers::copy_user_headers(err.headers(), h);
+        res
+    }
+
+    /// A unary-shaped error with HTTP 404, whatever the content type.
+    fn not_found(_ct: ContentType, err: &Error) -> http::Response<Body> {
+        let mut res = unary_error(err);
+        *res.status_mut() = StatusCode::NOT_FOUND;
+        res
+    }
+
+    fn end_of_stream(
+        _ct: ContentType,
+        error: Option<&Error>,
+        trailers: HeaderMap,
+    ) -> http_body::Frame<Bytes> {
+        http_body::Frame::data(end_stream_frame(error, &trailers))
+    }
+}
+
+impl ClientRules for Connect {
+    const CONTROL_FLAG: u8 = envelope::FLAG_END_STREAM;
+
+    fn client_content_type(codec: Codec, stream_type: StreamType, _text: bool) -> ContentType {
+        ContentType {
+            protocol: Protocol::Connect,
+            codec,
+            variant: stream_type == StreamType::Unary,
+        }
+    }
+
+    /// `connect-protocol-version`, `connect-timeout-ms` and the encodings. A unary request's
+    /// `content-encoding` is set by [`unary_request`], only when the body is compressed.
+    fn request_headers(ct: ContentType, h: &mut HeaderMap, head: &ClientHead) {
+        h.insert(CONNECT_PROTOCOL_VERSION, HeaderValue::from_static("1"));
+        if let Some(t) = head.timeout
+            && let Ok(v) = HeaderValue::from_str(&format_connect_timeout(t))
+        {
+            h.insert(CONNECT_TIMEOUT_MS, v);
+        }
+        let (encoding, accept) = Self::encoding_headers(ct);
+        if let Some(name) = head.compression
+            && !ct.variant
+        {
+            h.insert(encoding, HeaderValue::from_static(name));
+        }
+        if let Some(a) = &head.accept {
+            h.insert(accept, a.clone());
+        }
+    }
+
+    fn response_content_type_ok(ct: ContentType, base: &str) -> bool {
+        if ct.variant {
+            base.strip_prefix("application/") == Some(ct.codec.name())
+        } else {
+            super::content_type_matches(base, "connect", ct.codec, false)
+        }
+    }
+
+    fn parse_control(block: &[u8]) -> Result<HeaderMap, Error> {
+        parse_end_stream(block)
+    }
+
+    fn end_without_control(
+        _http_trailers: Option<HeaderMap>,
+        _header_status: Option<Result<HeaderMap, Error>>,
+        _seen_message: bool,
+    ) -> Result<HeaderMap, Error> {
+        Err(Error::internal(
+            "protocol error: stream ended without an end-of-stream message",
+        ))
+    }
+}
+
+fn timeout(headers: &HeaderMap) -> Result<Option<Duration>, Error> {
+    headers
+        .get(CONNECT_TIMEOUT_MS)
+        .map(|v| {
+            parse_connect_timeout(v.as_bytes())
+                .ok_or_else(|| Error::invalid_argument(format!("invalid connect-timeout-ms {v:?}")))
+        })
+        .transpose()
+}
+
+/// Server: the unary error response: the JSON error body, its HTTP status, the error's
+/// headers and metadata as headers.
+pub(crate) fn unary_error(err: &Error) -> http::Response<Body> {
+    let body = serde_json::to_vec(&err.to_connect_json()).unwrap_or_default();
+    let mut res = http::Response::new(full_body(body));
+    *res.status_mut() =
+        StatusCode::from_u16(err.code().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = res.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers::copy_user_headers(err.headers(), h);
+    headers::copy_user_headers(err.metadata(), h);
+    res
+}
+
+/// Server: a unary result: the bare message (compressed when worthwhile), headers, and the
+/// trailers as `trailer-` headers.
+fn write_unary(call: Call, result: Result<CallOutput, Error>) -> http::Response<Body> {
+    let out = match result {
+        Ok(out) => out,
+        Err(err) => return unary_error(&err),
+    };
+    let encoded = match out.output {
+        Output::Single(b) => b,
+        Output::Stream(_) => {
+            return unary_error(&Error::internal("unary handler produced a stream"));
+        }
+    };
+    let (body, compressed) = match call.writer.compress(encoded) {
+        Ok(x) => x,
+        Err(err) => return unary_error(&err),
+    };
+    let mut res = http::Response::new(full_body(body));
+    let h = res.headers_mut();
+    h.insert(CONTENT_TYPE, call.content_type.header_value());
+    if compressed && let Some(algo) = &call.writer.compression {
+        h.insert(CONTENT_ENCODING, HeaderValue::from_static(algo.name()));
+    }
+    headers::copy_user_headers(&out.headers, h);
+    put_unary_trailers(h, &out.trailers);
+    res
+}
+
+/// Server: what a GET request asks for, read from its query and headers.
+pub(crate) struct GetRequest<'a> {
+    pub(crate) content_type: ContentType,
+    pub(crate) message: Vec<u8>,
+    /// The `compression` parameter, as a header value for the router's encoding lookup.
+    pub(crate) compression: Option<HeaderValue>,
+    pub(crate) accept_encoding: Option<&'a HeaderValue>,
+    pub(crate) timeout: Result<Option<Duration>, Error>,
+}
+
+/// Why a GET request is refused before its handler runs.
+pub(crate) enum GetRefusal {
+    /// The `encoding` names no codec we have (answered 415).
+    UnknownCodec,
+    /// An error to write in this content type.
+    Error(ContentType, Error),
+}
+
+/// Server: reads a GET request's query (and its timeout and accepted encodings).
+pub(crate) fn read_get<'a>(
+    query: &str,
+    headers: &'a HeaderMap,
+    require_version: bool,
+) -> Result<GetRequest<'a>, GetRefusal> {
+    let q =
+        parse_get_query(query).map_err(|e| GetRefusal::Error(Protocol::Connect.fallback(), e))?;
+    let codec = Codec::from_name(&q.encoding).ok_or(GetRefusal::UnknownCodec)?;
+    let ct = ContentType {
+        protocol: Protocol::Connect,
+        codec,
+        variant: true,
+    };
+    if require_version && q.connect_version.as_deref() != Some("v1") {
+        let err = Error::invalid_argument("missing required query parameter connect=v1");
+        return Err(GetRefusal::Error(ct, err));
+    }
+    if let Some(v) = q.connect_version.as_deref().filter(|v| *v != "v1") {
+        let err = Error::invalid_argument(format!("unsupported connect version {v:?}"));
+        return Err(GetRefusal::Error(ct, err));
+    }
+    Ok(GetRequest {
+        content_type: ct,
+        message: q.message,
+        compression: q
+            .compression
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok()),
+        accept_encoding: headers.get(ACCEPT_ENCODING),
+        timeout: timeout(headers),
+    })
+}
+
+/// Client: a unary request: GET with the message in the query when `get_url_limit` is given
+/// (the method is side-effect free and GET enabled) and the URL fits, else POST with the
+/// message as the body. `uri` builds the URL for a query; `head` the request head.
+pub(crate) fn unary_request(
+    p: &Prepared,
+    encoded: Bytes,
+    get_url_limit: Option<usize>,
+    uri: impl Fn(Option<&str>) -> Result<Uri, Error>,
+    head: impl Fn(Method, Uri) -> http::request::Builder,
+) -> Result<http::Request<Body>, Error> {
+    let (body, compressed) = p.writer.compress(encoded)?;
+    let algo = compressed
+        .then(|| p.writer.compression.as_ref().map(|a| a.name()))
+        .flatten();
+    let mut request = None;
+    if let Some(limit) = get_url_limit {
+        let query = build_get_query(
+            &body,
+            p.writer.codec.name(),
+            algo,
+            p.writer.codec == Codec::Proto,
+        );
+        let get_uri = uri(Some(&query))?;
+        if get_uri.to_string().len() <= limit {
+            request = Some(head(Method::GET, get_uri).body(empty_body()));
+        }
+    }
+    let request = match request {
+        Some(r) => r,
+        None => {
+            let mut builder = head(Method::POST, uri(None)?);
+            if let Some(name) = algo {
+                builder = builder.header(CONTENT_ENCODING, name);
+            }
+            builder.body(full_body(body))
+        }
+    };
+    request.map_err(|e| Error::internal(format!("building request: {e}")))
+}
+
+/// Client: reads a unary response: the message (HTTP 200, `application/{codec}`, maybe
+/// compressed) or the JSON error, with `trailer-` headers as trailers.
+pub(crate) async fn read_unary_response<Res: Message>(
+    response: http::Response<Body>,
+    p: &Prepared,
+) -> Result<Response<Res>, Error> {
+    let (parts, body) = response.into_parts();
+    let mut headers = parts.headers;
+    let trailers = take_unary_trailers(&mut headers);
+    let encoding = response_encoding(&headers, CONTENT_ENCODING, &p.accepted);
+    if parts.status != StatusCode::OK {
+        let raw = read_body(body, p.receive_limit).await.unwrap_or_default();
+        let raw = match (&encoding, raw.is_empty()) {
+            (Ok(Some(algo)), false) => decompress(algo.as_ref(), &raw, p.receive_limit)
+                .map(Bytes::from)
+                .unwrap_or_default(),
+            _ => raw,
+        };
+        let from_body = content_type(&headers)
+            .starts_with("application/json")
+            .then(|| serde_json::from_slice::<serde_json::Value>(&raw).ok())
+            .flatten()
+            .and_then(|v| {
+                Error::from_connect_json_or(&v, Code::from_http_status(parts.status.as_u16()))
+            });
+        let err = from_body.unwrap_or_else(|| {
+            let code = Code::from_http_status(parts.status.as_u16());
+            Error::new(code, format!("HTTP status {}", parts.status))
+        });
+        let mut err = with_metadata(err, &headers);
+        err.metadata_mut().extend(trailers);
+        return Err(err.into_wire());
+    }
+    let ct = content_type(&headers);
+    if !Connect::response_content_type_ok(p.content_type, ct.split(';').next().unwrap_or("").trim())
+    {
+        let expected = format!("application/{}", p.content_type.codec.name());
+        return Err(Error::new(
+            mismatch_code(&ct, Protocol::Connect),
+            format!("protocol error: response content-type {ct:?}, expected {expected:?}"),
+        ));
+    }
+    let encoding = encoding?;
+    let raw = read_body(body, p.receive_limit).await?;
+    let raw = match encoding {
+        Some(algo) if !raw.is_empty() => {
+            Bytes::from(decompress(algo.as_ref(), &raw, p.receive_limit)?)
+        }
+        _ => raw,
+    };
+    let message = p.content_type.codec.decode::<Res>(raw)?;
+    Ok(Response::from_parts(message, headers, trailers))
+}
 
 /// Prefix of unary trailers sent as headers.
 pub(crate) const TRAILER_PREFIX: &str = "trailer-";
@@ -241,6 +616,88 @@ mod tests {
         assert_eq!(back.code(), Code::Aborted);
         assert!(back.is_wire());
         assert!(parse_end_stream(b"nope").is_err());
+    }
+
+    #[test]
+    fn head_round_trip() {
+        let unary = Connect::client_content_type(Codec::Json, StreamType::Unary, false);
+        let stream = Connect::client_content_type(Codec::Proto, StreamType::ClientStream, false);
+        assert_eq!(Connect::content_type(unary), "application/json");
+        assert_eq!(Connect::content_type(stream), "application/connect+proto");
+        assert!(Connect::accepts(unary, StreamType::Unary));
+        assert!(!Connect::accepts(unary, StreamType::BidiStream));
+        assert!(!Connect::accepts(stream, StreamType::Unary));
+        let head = ClientHead {
+            compression: Some("gzip"),
+            accept: Some(HeaderValue::from_static("gzip")),
+            timeout: Some(Duration::from_millis(250)),
+        };
+        for ct in [unary, stream] {
+            let mut h = HeaderMap::new();
+            Connect::request_headers(ct, &mut h, &head);
+            let read = Connect::read_head(ct, &h, true).unwrap();
+            assert_eq!(read.timeout.unwrap(), Some(Duration::from_millis(250)));
+            assert_eq!(read.accept_encoding.unwrap(), "gzip");
+            // Unary bodies name their encoding only when actually compressed.
+            assert_eq!(read.encoding.is_some(), ct == stream);
+        }
+        let mut h = HeaderMap::new();
+        assert!(Connect::read_head(unary, &h, true).is_err());
+        assert!(Connect::read_head(unary, &h, false).is_ok());
+        h.insert(CONNECT_PROTOCOL_VERSION, HeaderValue::from_static("2"));
+        assert!(Connect::read_head(unary, &h, false).is_err());
+        let mut h = HeaderMap::new();
+        h.insert(CONNECT_TIMEOUT_MS, HeaderValue::from_static("-1"));
+        assert!(
+            Connect::read_head(stream, &h, false)
+                .unwrap()
+                .timeout
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn get_requests() {
+        let h = HeaderMap::new();
+        let get = read_get("encoding=json&message=%7B%7D&connect=v1", &h, true)
+            .ok()
+            .unwrap();
+        assert_eq!(get.content_type.codec, Codec::Json);
+        assert_eq!(get.message, b"{}");
+        assert!(matches!(
+            read_get("encoding=xml&message=", &h, false),
+            Err(GetRefusal::UnknownCodec)
+        ));
+        assert!(matches!(
+            read_get("encoding=json&message=", &h, true),
+            Err(GetRefusal::Error(_, _))
+        ));
+        assert!(matches!(
+            read_get("encoding=json&connect=v2", &h, false),
+            Err(GetRefusal::Error(_, _))
+        ));
+    }
+
+    #[test]
+    fn errors_and_ends() {
+        let err = Error::new(Code::NotFound, "gone");
+        let res = unary_error(&err);
+        assert_eq!(res.status(), 404);
+        assert_eq!(res.headers()[CONTENT_TYPE], "application/json");
+        let stream = Connect::client_content_type(Codec::Proto, StreamType::BidiStream, false);
+        let res = Connect::immediate_error(stream, &Error::new(Code::Aborted, "x"));
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()[CONTENT_TYPE], "application/connect+proto");
+        assert_eq!(Connect::not_found(stream, &err).status(), 404);
+        assert!(Connect::end_without_control(None, None, false).is_err());
+        assert!(Connect::response_content_type_ok(
+            stream,
+            "application/connect+proto"
+        ));
+        assert!(!Connect::response_content_type_ok(
+            stream,
+            "application/proto"
+        ));
     }
 
     #[test]

@@ -1,13 +1,26 @@
-//! One module per wire protocol. Each knows its content types, how a request head is read,
-//! how a response head, end of stream and errors are written, and the client's mirror image.
-//! The message pipeline itself (framing, compression, limits) is shared by all three, in the
-//! crate-private `stream` module.
+//! The three wire protocols. Inside the crate, one module per protocol (`connect`, `grpc`,
+//! and `grpc_web`, built on gRPC's helpers) holds its server and client halves side by side,
+//! implementing the crate-private traits `Wire` (what both sides share), `ServerRules` and
+//! `ClientRules` on a zero-sized type. A `ContentType` carries the protocol, and its methods
+//! are the only place that picks the implementation (a `match` on a `Copy` enum: static
+//! dispatch, no boxes); router, respond and the client call those methods and never branch
+//! on the protocol. The message pipeline itself (framing, compression, limits) is shared in
+//! the crate's `stream` module.
 
 pub(crate) mod connect;
 pub(crate) mod grpc;
 pub(crate) mod grpc_web;
 
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
+
 use crate::codec::Codec;
+use crate::handler::CallOutput;
+use crate::respond::Call;
+use crate::stream::Body;
+use crate::{Error, StreamType};
 
 /// The three wire protocols.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -102,14 +115,297 @@ pub(crate) fn classify(content_type: &str) -> Classified {
     }
 }
 
-/// The response content type for a request's content type.
-pub(crate) fn response_content_type(ct: ContentType) -> String {
-    match (ct.protocol, ct.variant) {
-        (Protocol::Connect, true) => format!("application/{}", ct.codec.name()),
-        (Protocol::Connect, false) => format!("application/connect+{}", ct.codec.name()),
-        (Protocol::Grpc, _) => format!("application/grpc+{}", ct.codec.name()),
-        (Protocol::GrpcWeb, false) => format!("application/grpc-web+{}", ct.codec.name()),
-        (Protocol::GrpcWeb, true) => format!("application/grpc-web-text+{}", ct.codec.name()),
+impl Classified {
+    /// The content type to answer in when the request cannot be served as it is: its own
+    /// when known, else its protocol's fallback (Connect when not an RPC content type).
+    pub(crate) fn or_fallback(self) -> ContentType {
+        match self {
+            Classified::Known(ct) => ct,
+            Classified::UnknownCodec(p) => p.fallback(),
+            Classified::Unknown => Protocol::Connect.fallback(),
+        }
+    }
+}
+
+/// The `accept-post` value of a 415 response: every content type a procedure of this stream
+/// type accepts.
+pub(crate) fn accept_post(stream_type: StreamType) -> &'static str {
+    if stream_type == StreamType::Unary {
+        "application/proto, application/json, application/grpc, application/grpc+proto, application/grpc+json, application/grpc-web, application/grpc-web+proto, application/grpc-web+json, application/grpc-web-text"
+    } else {
+        "application/connect+proto, application/connect+json, application/grpc, application/grpc+proto, application/grpc+json, application/grpc-web, application/grpc-web+proto, application/grpc-web+json, application/grpc-web-text"
+    }
+}
+
+/// What a request head says, once a protocol has read it: the header values naming the
+/// message encoding and the accepted ones, and the timeout (kept as a result so the router
+/// reports an unknown encoding before a bad timeout, whatever the protocol).
+pub(crate) struct RequestHead<'a> {
+    pub(crate) encoding: Option<&'a HeaderValue>,
+    pub(crate) accept_encoding: Option<&'a HeaderValue>,
+    pub(crate) timeout: Result<Option<Duration>, Error>,
+}
+
+/// What the client puts in a request head besides the content type and user headers.
+pub(crate) struct ClientHead {
+    /// The request compression, if any.
+    pub(crate) compression: Option<&'static str>,
+    /// The `*-accept-encoding` value, if any.
+    pub(crate) accept: Option<HeaderValue>,
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// The rules both halves of a protocol share.
+pub(crate) trait Wire {
+    /// The content type a request carries, and its response.
+    fn content_type(ct: ContentType) -> String;
+    /// The headers naming the message encoding and the accepted encodings, in that order.
+    fn encoding_headers(ct: ContentType) -> (&'static str, &'static str);
+    /// Whether the body is one un-enveloped message (Connect unary).
+    fn is_unenveloped(_ct: ContentType) -> bool {
+        false
+    }
+    /// Whether the body is base64 text (gRPC-Web text).
+    fn is_text(_ct: ContentType) -> bool {
+        false
+    }
+    /// A chunk of enveloped body as it goes on the wire.
+    fn body_chunk(_ct: ContentType, framed: Bytes) -> Bytes {
+        framed
+    }
+}
+
+/// The server half: reading a request head, writing responses, errors and the end of stream.
+pub(crate) trait ServerRules: Wire {
+    /// Whether a procedure of `stream_type` takes this content type.
+    fn accepts(_ct: ContentType, _stream_type: StreamType) -> bool {
+        true
+    }
+    /// Reads the protocol's request headers: version, encodings, timeout.
+    fn read_head(
+        ct: ContentType,
+        headers: &HeaderMap,
+        require_version: bool,
+    ) -> Result<RequestHead<'_>, Error>;
+    /// Writes a handler's result (by default as an enveloped response).
+    fn respond(call: Call, result: Result<CallOutput, Error>) -> http::Response<Body> {
+        crate::respond::enveloped(call, result)
+    }
+    /// An error before any message.
+    fn immediate_error(ct: ContentType, err: &Error) -> http::Response<Body>;
+    /// The answer for an unknown procedure.
+    fn not_found(ct: ContentType, err: &Error) -> http::Response<Body> {
+        Self::immediate_error(ct, err)
+    }
+    /// The last body frame (or HTTP trailers) of an enveloped response.
+    fn end_of_stream(
+        ct: ContentType,
+        error: Option<&Error>,
+        trailers: HeaderMap,
+    ) -> http_body::Frame<Bytes>;
+}
+
+/// The client half: the request head and the reading of the response's head and end.
+pub(crate) trait ClientRules: Wire {
+    /// Whether the protocol needs HTTP/2 (cleartext clients then speak h2c from the start).
+    const REQUIRES_HTTP2: bool = false;
+    /// The envelope flag of the final control frame, 0 when the protocol has none.
+    const CONTROL_FLAG: u8;
+    /// The content type of a call.
+    fn client_content_type(codec: Codec, stream_type: StreamType, text: bool) -> ContentType;
+    /// Adds the protocol's request headers.
+    fn request_headers(ct: ContentType, h: &mut HeaderMap, head: &ClientHead);
+    /// Whether a response's content type (without parameters, lowercase) answers `ct`.
+    fn response_content_type_ok(ct: ContentType, base: &str) -> bool;
+    /// A status carried in the response headers (a gRPC trailers-only response).
+    fn header_status(_headers: &HeaderMap) -> Option<Result<HeaderMap, Error>> {
+        None
+    }
+    /// Reads the final control frame: the trailers, or the error it carries.
+    fn parse_control(block: &[u8]) -> Result<HeaderMap, Error>;
+    /// The end of a response body that had no control frame: the HTTP trailers, the status
+    /// seen in the headers, and whether any message came.
+    fn end_without_control(
+        http_trailers: Option<HeaderMap>,
+        header_status: Option<Result<HeaderMap, Error>>,
+        seen_message: bool,
+    ) -> Result<HeaderMap, Error>;
+}
+
+/// Runs `$body` with `$P` naming the rules of `$protocol`: the one dispatch point.
+macro_rules! rules {
+    ($protocol:expr, $P:ident => $body:expr) => {
+        match $protocol {
+            Protocol::Connect => {
+                type $P = connect::Connect;
+                $body
+            }
+            Protocol::Grpc => {
+                type $P = grpc::Grpc;
+                $body
+            }
+            Protocol::GrpcWeb => {
+                type $P = grpc_web::GrpcWeb;
+                $body
+            }
+        }
+    };
+}
+
+impl Protocol {
+    /// The OpenTelemetry `rpc.system` value.
+    pub(crate) fn rpc_system(self) -> &'static str {
+        match self {
+            Protocol::Connect => "connect_rpc",
+            Protocol::Grpc | Protocol::GrpcWeb => "grpc",
+        }
+    }
+
+    /// The content type errors are written in when the request's codec is not known: Connect
+    /// unary (a JSON error body), or the protocol's binary one.
+    pub(crate) fn fallback(self) -> ContentType {
+        ContentType {
+            protocol: self,
+            codec: Codec::Proto,
+            variant: self == Protocol::Connect,
+        }
+    }
+
+    /// Whether the protocol needs HTTP/2.
+    pub(crate) fn requires_http2(self) -> bool {
+        rules!(self, P => P::REQUIRES_HTTP2)
+    }
+}
+
+impl ContentType {
+    /// The content type of a client call; `text` asks for gRPC-Web text (ignored otherwise).
+    pub(crate) fn for_client(
+        protocol: Protocol,
+        codec: Codec,
+        stream_type: StreamType,
+        text: bool,
+    ) -> Self {
+        rules!(protocol, P => P::client_content_type(codec, stream_type, text))
+    }
+
+    /// The `content-type` value of a request and of its response.
+    pub(crate) fn header_value(self) -> HeaderValue {
+        let name = rules!(self.protocol, P => P::content_type(self));
+        HeaderValue::from_str(&name)
+            .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
+    }
+
+    /// The headers naming the message encoding and the accepted encodings.
+    pub(crate) fn encoding_headers(self) -> (&'static str, &'static str) {
+        rules!(self.protocol, P => P::encoding_headers(self))
+    }
+
+    /// Whether the body is one un-enveloped message (Connect unary).
+    pub(crate) fn is_unenveloped(self) -> bool {
+        rules!(self.protocol, P => P::is_unenveloped(self))
+    }
+
+    /// Whether the body is base64 text.
+    pub(crate) fn is_text(self) -> bool {
+        rules!(self.protocol, P => P::is_text(self))
+    }
+
+    /// A chunk of enveloped body as it goes on the wire.
+    pub(crate) fn body_chunk(self, framed: Bytes) -> Bytes {
+        rules!(self.protocol, P => P::body_chunk(self, framed))
+    }
+
+    /// See [`ServerRules::accepts`].
+    pub(crate) fn accepts(self, stream_type: StreamType) -> bool {
+        rules!(self.protocol, P => P::accepts(self, stream_type))
+    }
+
+    /// See [`ServerRules::read_head`].
+    pub(crate) fn read_head(
+        self,
+        headers: &HeaderMap,
+        require_version: bool,
+    ) -> Result<RequestHead<'_>, Error> {
+        rules!(self.protocol, P => P::read_head(self, headers, require_version))
+    }
+
+    /// See [`ServerRules::respond`].
+    pub(crate) fn respond(call: Call, result: Result<CallOutput, Error>) -> http::Response<Body> {
+        rules!(call.content_type.protocol, P => P::respond(call, result))
+    }
+
+    /// See [`ServerRules::immediate_error`].
+    pub(crate) fn immediate_error(self, err: &Error) -> http::Response<Body> {
+        rules!(self.protocol, P => P::immediate_error(self, err))
+    }
+
+    /// See [`ServerRules::not_found`].
+    pub(crate) fn not_found(self, err: &Error) -> http::Response<Body> {
+        rules!(self.protocol, P => P::not_found(self, err))
+    }
+
+    /// See [`ServerRules::end_of_stream`].
+    pub(crate) fn end_of_stream(
+        self,
+        error: Option<&Error>,
+        trailers: HeaderMap,
+    ) -> http_body::Frame<Bytes> {
+        rules!(self.protocol, P => P::end_of_stream(self, error, trailers))
+    }
+
+    /// See [`ClientRules::request_headers`].
+    pub(crate) fn request_headers(self, h: &mut HeaderMap, head: &ClientHead) {
+        rules!(self.protocol, P => P::request_headers(self, h, head))
+    }
+
+    /// See [`ClientRules::response_content_type_ok`].
+    pub(crate) fn response_content_type_ok(self, base: &str) -> bool {
+        rules!(self.protocol, P => P::response_content_type_ok(self, base))
+    }
+
+    /// See [`ClientRules::header_status`].
+    pub(crate) fn header_status(self, headers: &HeaderMap) -> Option<Result<HeaderMap, Error>> {
+        rules!(self.protocol, P => P::header_status(headers))
+    }
+
+    /// See [`ClientRules::CONTROL_FLAG`].
+    pub(crate) fn control_flag(self) -> u8 {
+        rules!(self.protocol, P => P::CONTROL_FLAG)
+    }
+
+    /// See [`ClientRules::parse_control`].
+    pub(crate) fn parse_control(self, block: &[u8]) -> Result<HeaderMap, Error> {
+        rules!(self.protocol, P => P::parse_control(block))
+    }
+
+    /// See [`ClientRules::end_without_control`].
+    pub(crate) fn end_without_control(
+        self,
+        http_trailers: Option<HeaderMap>,
+        header_status: Option<Result<HeaderMap, Error>>,
+        seen_message: bool,
+    ) -> Result<HeaderMap, Error> {
+        rules!(self.protocol, P => P::end_without_control(http_trailers, header_status, seen_message))
+    }
+}
+
+/// Whether `base` is `application/{prefix}+{codec}`, or the bare `application/{prefix}` that
+/// stands for proto in the gRPC family.
+pub(crate) fn content_type_matches(
+    base: &str,
+    prefix: &str,
+    codec: Codec,
+    bare_is_proto: bool,
+) -> bool {
+    let Some(rest) = base
+        .strip_prefix("application/")
+        .and_then(|r| r.strip_prefix(prefix))
+    else {
+        return false;
+    };
+    match rest.strip_prefix('+') {
+        Some(name) => name == codec.name(),
+        None => rest.is_empty() && bare_is_proto && codec == Codec::Proto,
     }
 }
 
@@ -121,6 +417,68 @@ mod tests {
         match classify(s) {
             Classified::Known(ct) => ct,
             other => panic!("{s}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn content_types_match_with_and_without_codec() {
+        assert!(content_type_matches(
+            "application/grpc",
+            "grpc",
+            Codec::Proto,
+            true
+        ));
+        assert!(!content_type_matches(
+            "application/grpc",
+            "grpc",
+            Codec::Json,
+            true
+        ));
+        assert!(content_type_matches(
+            "application/grpc+json",
+            "grpc",
+            Codec::Json,
+            true
+        ));
+        assert!(!content_type_matches(
+            "application/grpc-web+proto",
+            "grpc",
+            Codec::Proto,
+            true
+        ));
+        assert!(!content_type_matches(
+            "application/connect",
+            "connect",
+            Codec::Proto,
+            false
+        ));
+        assert!(content_type_matches(
+            "application/connect+proto",
+            "connect",
+            Codec::Proto,
+            false
+        ));
+    }
+
+    #[test]
+    fn fallbacks_and_header_values() {
+        assert_eq!(
+            Classified::Unknown.or_fallback(),
+            Protocol::Connect.fallback()
+        );
+        assert!(Protocol::Connect.fallback().is_unenveloped());
+        let web = Classified::UnknownCodec(Protocol::GrpcWeb).or_fallback();
+        assert_eq!(web.header_value(), "application/grpc-web+proto");
+        assert!(Protocol::Grpc.requires_http2());
+        assert!(!Protocol::GrpcWeb.requires_http2());
+        for s in [
+            "application/json",
+            "application/connect+proto",
+            "application/grpc+json",
+            "application/grpc-web+proto",
+            "application/grpc-web-text+json",
+        ] {
+            assert_eq!(known(s).header_value(), s);
         }
     }
 
