@@ -20,7 +20,13 @@ pub trait Compression: Send + Sync + 'static {
 }
 
 /// Decompresses `input` with `algo`, failing with `resource_exhausted` past `limit` bytes.
+///
+/// An empty input is the empty message whatever the algorithm, as Go's implementations read
+/// it (older klauspost/compress encoders send a 0-byte payload for an empty message).
 pub fn decompress(algo: &dyn Compression, input: &[u8], limit: usize) -> Result<Vec<u8>, Error> {
+    if input.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut out = Vec::with_capacity(input.len().saturating_mul(2).min(limit).min(1 << 20));
     let reader = algo.decompressor(input);
     let read = reader
@@ -35,6 +41,52 @@ pub fn decompress(algo: &dyn Compression, input: &[u8], limit: usize) -> Result<
         )));
     }
     Ok(out)
+}
+
+/// The most output decompressed inline, on the async worker; larger messages are
+/// decompressed again on the blocking pool.
+const INLINE_OUTPUT: usize = 64 * 1024;
+
+/// The blocking-pool slots for decompression: half the CPUs (at least one), so a flood of
+/// expensive messages never takes every core from the async workers serving other calls.
+fn decompression_slots() -> Arc<tokio::sync::Semaphore> {
+    static SLOTS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    SLOTS
+        .get_or_init(|| {
+            let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+            Arc::new(tokio::sync::Semaphore::new((cpus / 2).max(1)))
+        })
+        .clone()
+}
+
+/// [`decompress`] that cannot stall the async workers: the first 64 KiB of output are
+/// decompressed inline (cheap, and most messages are smaller); a message inflating past that
+/// is decompressed on tokio's blocking pool, at most half the CPUs' worth at a time, still
+/// bounded by `limit`. Outside a tokio runtime it decompresses inline.
+pub(crate) async fn decompress_off_worker(
+    algo: Arc<dyn Compression>,
+    input: bytes::Bytes,
+    limit: usize,
+) -> Result<bytes::Bytes, Error> {
+    let inline = limit.min(INLINE_OUTPUT);
+    match decompress(algo.as_ref(), &input, inline) {
+        Err(e) if e.code() == Code::ResourceExhausted && limit > inline => {}
+        other => return other.map(bytes::Bytes::from),
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return decompress(algo.as_ref(), &input, limit).map(bytes::Bytes::from);
+    };
+    let permit = decompression_slots()
+        .acquire_owned()
+        .await
+        .map_err(|e| Error::internal(format!("decompression pool closed: {e}")))?;
+    runtime
+        .spawn_blocking(move || {
+            let _permit = permit;
+            decompress(algo.as_ref(), &input, limit).map(bytes::Bytes::from)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("decompression failed: {e}")))?
 }
 
 /// gzip (RFC 1952).
@@ -257,6 +309,14 @@ mod tests {
             assert_eq!(decompress(algo.as_ref(), &out, data.len()).unwrap(), data);
             let err = decompress(algo.as_ref(), &out, data.len() - 1).unwrap_err();
             assert_eq!(err.code(), Code::ResourceExhausted, "{name} bounded");
+        }
+    }
+
+    #[test]
+    fn empty_input_is_the_empty_message() {
+        for name in ["gzip", "zstd", "br", "deflate"] {
+            let algo = all().get(name).unwrap();
+            assert_eq!(decompress(algo.as_ref(), b"", 0).unwrap(), b"", "{name}");
         }
     }
 

@@ -8,6 +8,7 @@
 //! Generated code (from `volley-build` or `protoc-gen-volley`) gives each service a trait to
 //! implement, a function registering it on a [`Router`], and a typed client.
 
+pub mod budget;
 pub mod client;
 pub mod code;
 pub mod codec;
@@ -28,6 +29,9 @@ mod router;
 mod stream;
 mod wire;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "tls")]
