@@ -264,12 +264,15 @@ async fn partial_messages_are_capped_by_the_buffer_budget() -> anyhow::Result<()
         }
         senders.push(send);
     }
-    // Wait until the traffic settles: the budget's excess answered, the rest held.
+    // Wait until the traffic settles: the budget's excess refused (about 340 of the 400
+    // streams: 256 MiB holds some 64 partial messages of 4 MB), the rest held.
     let mut exhausted = 0;
     let mut other = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(12);
+    let deadline = Instant::now() + Duration::from_secs(15);
     let mut quiet_since = Instant::now();
-    while Instant::now() < deadline && quiet_since.elapsed() < Duration::from_secs(2) {
+    while Instant::now() < deadline
+        && (exhausted < 300 || quiet_since.elapsed() < Duration::from_secs(1))
+    {
         match tokio::time::timeout(Duration::from_millis(200), done_rx.recv()).await {
             Ok(Some(status)) => {
                 quiet_since = Instant::now();
@@ -291,8 +294,8 @@ async fn partial_messages_are_capped_by_the_buffer_budget() -> anyhow::Result<()
     );
     ensure!(hwm < 512 * 1024, "peak RSS {} MiB", hwm / 1024);
     ensure!(
-        exhausted > 0,
-        "no stream was refused: the budget did not apply"
+        exhausted >= 300,
+        "only {exhausted} streams were refused: the budget did not apply"
     );
     ensure!(other.is_empty(), "unexpected outcomes: {other:?}");
     drop(senders);
@@ -360,10 +363,12 @@ async fn idle_connections_and_stalled_bodies_are_cut() -> anyhow::Result<()> {
         closed_within(h2, Duration::from_secs(3)),
         closed_within(h1, Duration::from_secs(3)),
     );
-    eprintln!(
-        "silent closed after {:?}, idle h2 after {:?}, idle h1 after {:?}",
-        a?, b?, c?
+    let (a, b, c) = (
+        a.context("a silent connection")?,
+        b.context("an HTTP/2 connection idle after its preface")?,
+        c.context("an idle HTTP/1.1 keep-alive connection")?,
     );
+    eprintln!("silent closed after {a:?}, idle h2 after {b:?}, idle h1 after {c:?}");
 
     // A client stream that sends one message and then nothing.
     let mut send = h2_connection(addr).await?;

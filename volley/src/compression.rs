@@ -17,6 +17,13 @@ pub trait Compression: Send + Sync + 'static {
     fn compress(&self, input: &[u8], out: &mut Vec<u8>) -> std::io::Result<()>;
     /// A reader yielding the decompressed form of `input`.
     fn decompressor<'a>(&self, input: &'a [u8]) -> Box<dyn Read + 'a>;
+    /// Whether the decompressor's work is proportional to the output read from it, so that
+    /// reading a first small slice of output is cheap enough to do on an async worker.
+    /// Default `false`: every message is decompressed on the blocking pool. (Brotli is not:
+    /// it may decode a whole window of up to 16 MiB before yielding its first byte.)
+    fn output_paced(&self) -> bool {
+        false
+    }
 }
 
 /// Decompresses `input` with `algo`, failing with `resource_exhausted` past `limit` bytes.
@@ -59,19 +66,26 @@ fn decompression_slots() -> Arc<tokio::sync::Semaphore> {
         .clone()
 }
 
-/// [`decompress`] that cannot stall the async workers: the first 64 KiB of output are
-/// decompressed inline (cheap, and most messages are smaller); a message inflating past that
-/// is decompressed on tokio's blocking pool, at most half the CPUs' worth at a time, still
-/// bounded by `limit`. Outside a tokio runtime it decompresses inline.
+/// [`decompress`] that cannot stall the async workers: with an output-paced algorithm
+/// ([`Compression::output_paced`]: gzip, deflate, zstd) the first 64 KiB of output are
+/// decompressed inline (cheap, and most messages are smaller); a message inflating past that,
+/// or any message of another algorithm (brotli), is decompressed on tokio's blocking pool, at
+/// most half the CPUs' worth at a time, still bounded by `limit`. Outside a tokio runtime it
+/// decompresses inline.
 pub(crate) async fn decompress_off_worker(
     algo: Arc<dyn Compression>,
     input: bytes::Bytes,
     limit: usize,
 ) -> Result<bytes::Bytes, Error> {
-    let inline = limit.min(INLINE_OUTPUT);
-    match decompress(algo.as_ref(), &input, inline) {
-        Err(e) if e.code() == Code::ResourceExhausted && limit > inline => {}
-        other => return other.map(bytes::Bytes::from),
+    if input.is_empty() {
+        return Ok(bytes::Bytes::new());
+    }
+    if algo.output_paced() {
+        let inline = limit.min(INLINE_OUTPUT);
+        match decompress(algo.as_ref(), &input, inline) {
+            Err(e) if e.code() == Code::ResourceExhausted && limit > inline => {}
+            other => return other.map(bytes::Bytes::from),
+        }
     }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return decompress(algo.as_ref(), &input, limit).map(bytes::Bytes::from);
@@ -96,6 +110,9 @@ pub struct Gzip;
 
 #[cfg(feature = "gzip")]
 impl Compression for Gzip {
+    fn output_paced(&self) -> bool {
+        true
+    }
     fn name(&self) -> &'static str {
         "gzip"
     }
@@ -118,6 +135,9 @@ pub struct Deflate;
 
 #[cfg(feature = "gzip")]
 impl Compression for Deflate {
+    fn output_paced(&self) -> bool {
+        true
+    }
     fn name(&self) -> &'static str {
         "deflate"
     }
@@ -162,6 +182,9 @@ pub struct Zstd;
 
 #[cfg(feature = "zstd")]
 impl Compression for Zstd {
+    fn output_paced(&self) -> bool {
+        true
+    }
     fn name(&self) -> &'static str {
         "zstd"
     }

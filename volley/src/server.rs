@@ -41,6 +41,10 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// ([`Server::body_progress_timeout`]).
 pub const DEFAULT_BODY_PROGRESS_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a connection closed for idleness has to finish its graceful close (an HTTP/2
+/// GOAWAY waits for a ping acknowledgement) before it is dropped.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 /// Serves a [`Router`] on a TCP port.
 ///
 /// ```no_run
@@ -453,7 +457,8 @@ async fn drive<C>(
                         tracing::debug!(idle_ms = idle.as_millis() as u64, "closing an idle connection");
                         conn.as_mut().begin_graceful_shutdown();
                         closing = true;
-                        check = tokio::time::Instant::now() + Duration::from_secs(5);
+                        // The peer has a second to read the GOAWAY before the connection goes.
+                        check = tokio::time::Instant::now() + IDLE_CLOSE_GRACE;
                     }
                     Some(idle) => check = tokio::time::Instant::now() + (limit - idle),
                     None => check = tokio::time::Instant::now() + limit,
