@@ -62,8 +62,8 @@ const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// | --- | --- | --- |
 /// | [`max_connections`](Self::max_connections) | 10,000 | past it the server stops accepting (the kernel's backlog holds new clients) and closes the longest-idle connection to make room |
 /// | [`max_concurrent_streams`](Self::max_concurrent_streams) | 200 | hyper's default; nginx uses 128, grpc-go leaves it unbounded |
-/// | [`header_read_timeout`](Self::header_read_timeout) | 30 s | hyper's HTTP/1.1 default; also the time a new connection (HTTP/1.1 or HTTP/2) has to start its first call |
-/// | [`idle_timeout`](Self::idle_timeout) | 5 min | a connection with no call in flight is closed (GOAWAY) after it: long enough for client pools between bursts, short enough that abandoned connections do not pile up |
+/// | [`header_read_timeout`](Self::header_read_timeout) | 30 s | hyper's HTTP/1.1 default, for every request head (so an HTTP/1.1 keep-alive connection idle that long is closed); also the time a new connection of either version has to start its first call |
+/// | [`idle_timeout`](Self::idle_timeout) | 5 min | an HTTP/2 connection with no call in flight is closed (GOAWAY) after it: long enough for client pools between bursts, short enough that abandoned connections do not pile up |
 /// | [`keepalive`](Self::keepalive) | ping every 60 s, 20 s to answer | grpc-go's keepalive timeout; finds dead peers on long streams |
 /// | [`body_progress_timeout`](Self::body_progress_timeout) | 30 s | a request body read by its handler that delivers nothing for this long fails the call (nginx's `client_body_timeout` is 60 s) |
 /// | [`raise_open_files_limit`](Self::raise_open_files_limit) | on | raises the soft `RLIMIT_NOFILE` to the hard limit, as Go's runtime does |
@@ -77,9 +77,13 @@ const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// control windows (1 MiB per connection) and 400 KiB of send buffer; per call, the
 /// [`Router`]'s receive limit (4 MiB); and server-wide, the router's budget of buffered request
 /// bytes ([`Router::request_buffer_budget`], 256 MiB by default) beyond a 16 KiB allowance per
-/// call. So with the defaults: 256 MiB + connections x (1.4 MiB + 200 streams x 16 KiB),
-/// about 4.6 MiB per connection; 2 connections cost at most about 266 MiB however many
-/// partial messages they send. Lower [`max_connections`](Self::max_connections) or
+/// call, plus up to 16 KiB the envelope decoder reserves ahead. So with the defaults, what
+/// peers can make the server buffer is at most 256 MiB + connections x (1.4 MiB + 200
+/// streams x 32 KiB), about 7.8 MiB per connection: 2 connections cost at most about 272 MiB
+/// however many partial messages they send (the attack tests measure under 300 MiB peak
+/// resident for 2 x 200 streams x 4 MB). Messages being decompressed add at most the receive
+/// limit per blocking-pool slot (half the CPUs). Lower
+/// [`max_connections`](Self::max_connections) or
 /// [`max_concurrent_streams`](Self::max_concurrent_streams) for a tighter bound.
 pub struct Server {
     listen: Listen,
