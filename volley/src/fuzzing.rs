@@ -110,14 +110,14 @@ pub fn connect_error_json(data: &[u8]) {
 
 /// `-bin` metadata values.
 pub fn bin_header(data: &[u8]) {
-    if let Ok(value) = HeaderValue::from_bytes(data) {
-        if let Some(bytes) = crate::headers::decode_binary_header(&value) {
-            let again = crate::headers::encode_binary_header(&bytes);
-            assert_eq!(
-                crate::headers::decode_binary_header(&again).as_deref(),
-                Some(&bytes[..])
-            );
-        }
+    if let Ok(value) = HeaderValue::from_bytes(data)
+        && let Some(bytes) = crate::headers::decode_binary_header(&value)
+    {
+        let again = crate::headers::encode_binary_header(&bytes);
+        assert_eq!(
+            crate::headers::decode_binary_header(&again).as_deref(),
+            Some(&bytes[..])
+        );
     }
     let _ = crate::headers::decode_grpc_message(data);
 }
@@ -269,8 +269,11 @@ pub fn router_call(data: &[u8]) {
     });
 }
 
+/// A fuzz target's body.
+pub type Target = fn(&[u8]);
+
 /// Every target, by its name in `fuzz/`: what the replay test iterates over.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("envelope", envelope),
     ("gzip", gzip),
     ("deflate", deflate),
