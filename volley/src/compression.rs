@@ -17,10 +17,23 @@ pub trait Compression: Send + Sync + 'static {
     fn compress(&self, input: &[u8], out: &mut Vec<u8>) -> std::io::Result<()>;
     /// A reader yielding the decompressed form of `input`.
     fn decompressor<'a>(&self, input: &'a [u8]) -> Box<dyn Read + 'a>;
+    /// Whether the decompressor's work is proportional to the output read from it, so that
+    /// reading a first small slice of output is cheap enough to do on an async worker.
+    /// Default `false`: every message is decompressed on the blocking pool. (Brotli is not:
+    /// it may decode a whole window of up to 16 MiB before yielding its first byte.)
+    fn output_paced(&self) -> bool {
+        false
+    }
 }
 
 /// Decompresses `input` with `algo`, failing with `resource_exhausted` past `limit` bytes.
+///
+/// An empty input is the empty message whatever the algorithm, as Go's implementations read
+/// it (older klauspost/compress encoders send a 0-byte payload for an empty message).
 pub fn decompress(algo: &dyn Compression, input: &[u8], limit: usize) -> Result<Vec<u8>, Error> {
+    if input.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut out = Vec::with_capacity(input.len().saturating_mul(2).min(limit).min(1 << 20));
     let reader = algo.decompressor(input);
     let read = reader
@@ -37,6 +50,59 @@ pub fn decompress(algo: &dyn Compression, input: &[u8], limit: usize) -> Result<
     Ok(out)
 }
 
+/// The most output decompressed inline, on the async worker; larger messages are
+/// decompressed again on the blocking pool.
+const INLINE_OUTPUT: usize = 64 * 1024;
+
+/// The blocking-pool slots for decompression: half the CPUs (at least one), so a flood of
+/// expensive messages never takes every core from the async workers serving other calls.
+fn decompression_slots() -> Arc<tokio::sync::Semaphore> {
+    static SLOTS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    SLOTS
+        .get_or_init(|| {
+            let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+            Arc::new(tokio::sync::Semaphore::new((cpus / 2).max(1)))
+        })
+        .clone()
+}
+
+/// [`decompress`] that cannot stall the async workers: with an output-paced algorithm
+/// ([`Compression::output_paced`]: gzip, deflate, zstd) the first 64 KiB of output are
+/// decompressed inline (cheap, and most messages are smaller); a message inflating past that,
+/// or any message of another algorithm (brotli), is decompressed on tokio's blocking pool, at
+/// most half the CPUs' worth at a time, still bounded by `limit`. Outside a tokio runtime it
+/// decompresses inline.
+pub(crate) async fn decompress_off_worker(
+    algo: Arc<dyn Compression>,
+    input: bytes::Bytes,
+    limit: usize,
+) -> Result<bytes::Bytes, Error> {
+    if input.is_empty() {
+        return Ok(bytes::Bytes::new());
+    }
+    if algo.output_paced() {
+        let inline = limit.min(INLINE_OUTPUT);
+        match decompress(algo.as_ref(), &input, inline) {
+            Err(e) if e.code() == Code::ResourceExhausted && limit > inline => {}
+            other => return other.map(bytes::Bytes::from),
+        }
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return decompress(algo.as_ref(), &input, limit).map(bytes::Bytes::from);
+    };
+    let permit = decompression_slots()
+        .acquire_owned()
+        .await
+        .map_err(|e| Error::internal(format!("decompression pool closed: {e}")))?;
+    runtime
+        .spawn_blocking(move || {
+            let _permit = permit;
+            decompress(algo.as_ref(), &input, limit).map(bytes::Bytes::from)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("decompression failed: {e}")))?
+}
+
 /// gzip (RFC 1952).
 #[cfg(feature = "gzip")]
 #[derive(Debug, Clone, Copy, Default)]
@@ -44,6 +110,9 @@ pub struct Gzip;
 
 #[cfg(feature = "gzip")]
 impl Compression for Gzip {
+    fn output_paced(&self) -> bool {
+        true
+    }
     fn name(&self) -> &'static str {
         "gzip"
     }
@@ -66,6 +135,9 @@ pub struct Deflate;
 
 #[cfg(feature = "gzip")]
 impl Compression for Deflate {
+    fn output_paced(&self) -> bool {
+        true
+    }
     fn name(&self) -> &'static str {
         "deflate"
     }
@@ -110,6 +182,9 @@ pub struct Zstd;
 
 #[cfg(feature = "zstd")]
 impl Compression for Zstd {
+    fn output_paced(&self) -> bool {
+        true
+    }
     fn name(&self) -> &'static str {
         "zstd"
     }
@@ -289,6 +364,14 @@ mod tests {
             assert_eq!(decompress(algo.as_ref(), &out, data.len()).unwrap(), data);
             let err = decompress(algo.as_ref(), &out, data.len() - 1).unwrap_err();
             assert_eq!(err.code(), Code::ResourceExhausted, "{name} bounded");
+        }
+    }
+
+    #[test]
+    fn empty_input_is_the_empty_message() {
+        for name in ["gzip", "zstd", "br", "deflate"] {
+            let algo = all().get(name).unwrap();
+            assert_eq!(decompress(algo.as_ref(), b"", 0).unwrap(), b"", "{name}");
         }
     }
 

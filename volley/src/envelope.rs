@@ -11,6 +11,9 @@ pub const FLAG_END_STREAM: u8 = 0x02;
 pub const FLAG_TRAILERS: u8 = 0x80;
 /// Length of the envelope prefix.
 pub const PREFIX_LEN: usize = 5;
+/// The most the decoder reserves ahead of the bytes that have arrived (16 KiB, HTTP/2's
+/// default frame size): a prefix declaring a large payload does not allocate it up front.
+pub const RESERVE_CHUNK: usize = 16 * 1024;
 
 /// One framed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +63,9 @@ impl std::error::Error for TooLarge {}
 /// Incremental decoder: feed bytes into a buffer and take whole envelopes out.
 ///
 /// The length check happens on the prefix, before any payload is buffered, so a peer cannot
-/// make us hold more than `limit` bytes of one message.
+/// make us hold more than `limit` bytes of one message. The buffer grows with the bytes that
+/// arrive, never by the declared length: a prefix declaring 4 MiB followed by 100 bytes costs
+/// about 100 bytes plus at most [`RESERVE_CHUNK`], not 4 MiB.
 #[derive(Debug, Clone, Copy)]
 pub struct Decoder {
     limit: usize,
@@ -88,7 +93,7 @@ impl Decoder {
             });
         }
         if buf.len() < PREFIX_LEN + len {
-            buf.reserve(PREFIX_LEN + len - buf.len());
+            buf.reserve((PREFIX_LEN + len - buf.len()).min(RESERVE_CHUNK));
             return Ok(None);
         }
         buf.advance(PREFIX_LEN);
@@ -134,6 +139,15 @@ mod tests {
                 limit: 1024
             }
         );
+    }
+
+    #[test]
+    fn a_large_declared_length_reserves_one_chunk_only() {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&[0u8, 0, 0x40, 0, 0]);
+        buf.extend_from_slice(&[7u8; 100]);
+        assert!(Decoder::new(8 << 20).decode(&mut buf).unwrap().is_none());
+        assert!(buf.capacity() <= 105 + RESERVE_CHUNK, "{}", buf.capacity());
     }
 
     proptest! {

@@ -92,6 +92,7 @@
 //! `server`, `client` and `gzip` (gzip and deflate) are on by default; `tls`, `zstd` and `br`
 //! are opt-in. See [the table](guide::features).
 
+pub mod budget;
 pub mod client;
 pub mod code;
 pub mod codec;
@@ -114,6 +115,9 @@ mod router;
 mod stream;
 mod wire;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "tls")]

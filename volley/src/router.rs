@@ -14,10 +14,9 @@ use bytes::Bytes;
 use futures_util::FutureExt as _;
 use http::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Method, StatusCode};
-use http_body_util::BodyExt as _;
 
 use crate::codec::Message;
-use crate::compression::{Compression, Registry, decompress};
+use crate::compression::{Compression, Registry, decompress_off_worker};
 use crate::cors::Cors;
 use crate::error::BoxError;
 use crate::handler::{self, CallInput, ErasedHandler, Input, SharedHandler};
@@ -47,6 +46,8 @@ struct Inner {
     require_protocol_header: bool,
     cors: Option<Cors>,
     interceptors: Option<handler::Chain>,
+    max_timeout: Option<Duration>,
+    budget: Option<Arc<crate::budget::Budget>>,
 }
 
 /// Routes RPCs to handlers and speaks Connect, gRPC and gRPC-Web on the same paths.
@@ -117,6 +118,10 @@ impl Router {
                 require_protocol_header: false,
                 cors: None,
                 interceptors: None,
+                max_timeout: Some(crate::timeout::DEFAULT_MAX_TIMEOUT),
+                budget: Some(crate::budget::Budget::new(
+                    crate::budget::DEFAULT_REQUEST_BUFFER_BUDGET,
+                )),
             }),
         }
     }
@@ -202,6 +207,23 @@ impl Router {
     /// Sets the largest message sent, before compression (default: unlimited).
     pub fn send_limit(mut self, bytes: usize) -> Self {
         self.inner_mut().send_limit = bytes;
+        self
+    }
+
+    /// The longest timeout a client may ask for: longer `grpc-timeout` / `connect-timeout-ms`
+    /// values are cut to it (default [`DEFAULT_MAX_TIMEOUT`](crate::timeout::DEFAULT_MAX_TIMEOUT),
+    /// 24 hours; `None` for no maximum). Calls without a timeout are not affected.
+    pub fn max_timeout(mut self, max: Option<Duration>) -> Self {
+        self.inner_mut().max_timeout = max;
+        self
+    }
+
+    /// The most request bytes all calls together may hold buffered while their messages
+    /// arrive (default [`DEFAULT_REQUEST_BUFFER_BUDGET`](crate::budget::DEFAULT_REQUEST_BUFFER_BUDGET),
+    /// 256 MiB; `None` for no budget). Each call buffers its first 16 KiB for free; past the
+    /// budget, calls get `resource_exhausted`. Shared by every clone of this router.
+    pub fn request_buffer_budget(mut self, bytes: Option<usize>) -> Self {
+        self.inner_mut().budget = bytes.map(crate::budget::Budget::new);
         self
     }
 
@@ -329,7 +351,8 @@ impl Inner {
                 Err(err) => return ct.immediate_error(&err),
             }
         } else {
-            let source = FrameSource::new(body, self.receive_limit, ct.is_text(), body_error);
+            let source = FrameSource::new(body, self.receive_limit, ct.is_text(), body_error)
+                .with_budget(self.budget.as_ref());
             let mut reader = FrameReader::new(
                 source,
                 head.request_compression.clone(),
@@ -442,7 +465,9 @@ impl Inner {
             request_compression.as_ref(),
             wire.accept_encoding,
         );
-        let deadline = wire.timeout?.map(deadline_from);
+        let deadline = wire
+            .timeout?
+            .map(|t| deadline_from(crate::timeout::clamp(t, self.max_timeout)));
         Ok(Head {
             content_type: ct,
             request_compression,
@@ -456,7 +481,11 @@ impl Inner {
         value: Option<&HeaderValue>,
     ) -> Result<Option<Arc<dyn Compression>>, Error> {
         let Some(value) = value else { return Ok(None) };
-        let name = value.to_str().unwrap_or("").trim();
+        // A name that is not visible ASCII is an unknown encoding, never identity.
+        let Ok(name) = value.to_str().map(str::trim) else {
+            let lossy = String::from_utf8_lossy(value.as_bytes());
+            return Err(unsupported_encoding(&lossy, &self.compression));
+        };
         if name.is_empty() || name == "identity" {
             return Ok(None);
         }
@@ -471,25 +500,17 @@ impl Inner {
         body: Body,
         compression: Option<&Arc<dyn Compression>>,
     ) -> Result<Bytes, Error> {
-        let mut body = body;
-        let mut buf = bytes::BytesMut::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(body_error)?;
-            if let Ok(data) = frame.into_data() {
-                if buf.len() + data.len() > self.receive_limit {
-                    return Err(Error::resource_exhausted(format!(
-                        "request body is larger than the limit of {} bytes",
-                        self.receive_limit
-                    )));
-                }
-                buf.extend_from_slice(&data);
-            }
-        }
-        let bytes = buf.freeze();
-        self.decompress_unary(bytes, compression)
+        let bytes = crate::stream::read_body_limited(
+            body,
+            self.receive_limit,
+            self.budget.as_ref(),
+            body_error,
+        )
+        .await?;
+        self.decompress_unary(bytes, compression).await
     }
 
-    fn decompress_unary(
+    async fn decompress_unary(
         &self,
         bytes: Bytes,
         compression: Option<&Arc<dyn Compression>>,
@@ -497,7 +518,7 @@ impl Inner {
         match compression {
             // Never decompress an empty body: it is the empty message whatever the encoding.
             Some(algo) if !bytes.is_empty() => {
-                decompress(algo.as_ref(), &bytes, self.receive_limit).map(Bytes::from)
+                decompress_off_worker(algo.clone(), bytes, self.receive_limit).await
             }
             _ if bytes.len() > self.receive_limit => Err(Error::resource_exhausted(format!(
                 "message is larger than the limit of {} bytes",
@@ -526,13 +547,17 @@ impl Inner {
             Ok(c) => c,
             Err(err) => return ct.immediate_error(&err),
         };
-        let message =
-            match self.decompress_unary(Bytes::from(get.message), request_compression.as_ref()) {
-                Ok(m) => m,
-                Err(err) => return ct.immediate_error(&err),
-            };
+        let message = match self
+            .decompress_unary(Bytes::from(get.message), request_compression.as_ref())
+            .await
+        {
+            Ok(m) => m,
+            Err(err) => return ct.immediate_error(&err),
+        };
         let deadline = match get.timeout {
-            Ok(timeout) => timeout.map(deadline_from),
+            Ok(timeout) => {
+                timeout.map(|t| deadline_from(crate::timeout::clamp(t, self.max_timeout)))
+            }
             Err(err) => return ct.immediate_error(&err),
         };
         let response_compression = negotiate(&self.compression, None, get.accept_encoding);

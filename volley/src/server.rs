@@ -1,9 +1,11 @@
 //! The built-in server: one port for HTTP/1.1, h2c (prior knowledge) and, with TLS, HTTP/2
 //! and HTTP/1.1 negotiated by ALPN; graceful shutdown with a grace period.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -22,6 +24,27 @@ enum Listen {
     Listener(TcpListener),
 }
 
+/// Default most connections served at once ([`Server::max_connections`]).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default most concurrent HTTP/2 streams per connection ([`Server::max_concurrent_streams`]).
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 200;
+/// Default time to receive a request head ([`Server::header_read_timeout`]).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time a connection may stay open with no call in flight
+/// ([`Server::idle_timeout`]).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default interval between HTTP/2 keepalive pings ([`Server::keepalive`]).
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+/// Default time to wait for a keepalive ping's acknowledgement ([`Server::keepalive`]).
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default time a request body may make no progress while read
+/// ([`Server::body_progress_timeout`]).
+pub const DEFAULT_BODY_PROGRESS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a connection closed for idleness has to finish its graceful close (an HTTP/2
+/// GOAWAY waits for a ping acknowledgement) before it is dropped.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 /// Serves a [`Router`] on a TCP port.
 ///
 /// ```no_run
@@ -29,17 +52,63 @@ enum Listen {
 /// volley::server::Server::bind(([127, 0, 0, 1], 8080)).serve(router).await
 /// # }
 /// ```
+///
+/// # Limits and timeouts
+///
+/// Every connection is bounded in time and every server in connections, with defaults chosen
+/// the way hyper, grpc-go and nginx choose theirs:
+///
+/// | setting | default | why |
+/// | --- | --- | --- |
+/// | [`max_connections`](Self::max_connections) | 10,000 | past it the server stops accepting (the kernel's backlog holds new clients) and closes the longest-idle connection to make room |
+/// | [`max_concurrent_streams`](Self::max_concurrent_streams) | 200 | hyper's default; nginx uses 128, grpc-go leaves it unbounded |
+/// | [`header_read_timeout`](Self::header_read_timeout) | 30 s | hyper's HTTP/1.1 default, for every request head (so an HTTP/1.1 keep-alive connection idle that long is closed); also the time a new connection of either version has to start its first call |
+/// | [`idle_timeout`](Self::idle_timeout) | 5 min | an HTTP/2 connection with no call in flight is closed (GOAWAY) after it: long enough for client pools between bursts, short enough that abandoned connections do not pile up |
+/// | [`keepalive`](Self::keepalive) | ping every 60 s, 20 s to answer | grpc-go's keepalive timeout; finds dead peers on long streams |
+/// | [`body_progress_timeout`](Self::body_progress_timeout) | 30 s | a request body read by its handler that delivers nothing for this long fails the call (nginx's `client_body_timeout` is 60 s) |
+/// | [`raise_open_files_limit`](Self::raise_open_files_limit) | on | raises the soft `RLIMIT_NOFILE` to the hard limit, as Go's runtime does |
+///
+/// When `accept` fails for lack of file descriptors (`EMFILE`, `ENFILE`) the server logs it,
+/// closes its longest-idle connection, backs off briefly and goes on accepting.
+///
+/// # Memory
+///
+/// What a peer can make the server hold is bounded: per connection, hyper's HTTP/2 flow
+/// control windows (1 MiB per connection) and 400 KiB of send buffer; per call, the
+/// [`Router`]'s receive limit (4 MiB); and server-wide, the router's budget of buffered request
+/// bytes ([`Router::request_buffer_budget`], 256 MiB by default) beyond a 16 KiB allowance per
+/// call, plus up to 16 KiB the envelope decoder reserves ahead. So with the defaults, what
+/// peers can make the server buffer is at most 256 MiB + connections x (1.4 MiB + 200
+/// streams x 32 KiB), about 7.8 MiB per connection: 2 connections cost at most about 272 MiB
+/// however many partial messages they send (the attack tests measure under 300 MiB peak
+/// resident for 2 x 200 streams x 4 MB). Messages being decompressed add at most the receive
+/// limit per blocking-pool slot (half the CPUs). Lower
+/// [`max_connections`](Self::max_connections) or
+/// [`max_concurrent_streams`](Self::max_concurrent_streams) for a tighter bound.
 pub struct Server {
     listen: Listen,
     #[cfg(feature = "tls")]
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     grace_period: Duration,
+    limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_connections: usize,
+    max_concurrent_streams: u32,
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+    keepalive: Option<(Duration, Duration)>,
+    body_progress_timeout: Option<Duration>,
+    raise_open_files_limit: bool,
 }
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("grace_period", &self.grace_period)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -61,6 +130,15 @@ impl Server {
             #[cfg(feature = "tls")]
             tls: None,
             grace_period: Duration::from_secs(10),
+            limits: Limits {
+                max_connections: DEFAULT_MAX_CONNECTIONS,
+                max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+                header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+                idle_timeout: DEFAULT_IDLE_TIMEOUT,
+                keepalive: Some((DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT)),
+                body_progress_timeout: Some(DEFAULT_BODY_PROGRESS_TIMEOUT),
+                raise_open_files_limit: true,
+            },
         }
     }
 
@@ -78,14 +156,68 @@ impl Server {
         self
     }
 
+    /// The most connections served at once (default [`DEFAULT_MAX_CONNECTIONS`], 10,000; at
+    /// least 1). At the limit the server stops accepting and closes its longest-idle
+    /// connection, if one has no call in flight.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.limits.max_connections = max.max(1);
+        self
+    }
+
+    /// The most concurrent HTTP/2 streams a connection may open (default
+    /// [`DEFAULT_MAX_CONCURRENT_STREAMS`], 200).
+    pub fn max_concurrent_streams(mut self, max: u32) -> Self {
+        self.limits.max_concurrent_streams = max;
+        self
+    }
+
+    /// How long a client has to send an HTTP/1.1 request head, and a new connection of either
+    /// version to start its first call (default [`DEFAULT_HEADER_READ_TIMEOUT`], 30 s).
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.header_read_timeout = timeout;
+        self
+    }
+
+    /// How long a connection may stay open with no call in flight before it is closed
+    /// gracefully (default [`DEFAULT_IDLE_TIMEOUT`], 5 minutes).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.idle_timeout = timeout;
+        self
+    }
+
+    /// HTTP/2 keepalive: a ping every `interval`, the connection closed when one is not
+    /// acknowledged within `timeout` (default every 60 s, 20 s to answer). `None` turns pings
+    /// off.
+    pub fn keepalive(mut self, keepalive: Option<(Duration, Duration)>) -> Self {
+        self.limits.keepalive = keepalive;
+        self
+    }
+
+    /// How long a request body being read may deliver nothing before the call fails (default
+    /// [`DEFAULT_BODY_PROGRESS_TIMEOUT`], 30 s; `None` for no limit). Time a handler spends
+    /// not reading does not count.
+    pub fn body_progress_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.limits.body_progress_timeout = timeout;
+        self
+    }
+
+    /// Whether to raise the process's soft open-files limit (`RLIMIT_NOFILE`) to its hard
+    /// limit when serving starts, as Go's runtime does (default on; Unix only).
+    pub fn raise_open_files_limit(mut self, raise: bool) -> Self {
+        self.limits.raise_open_files_limit = raise;
+        self
+    }
+
     /// Serves until the process ends.
     pub async fn serve(self, router: Router) -> std::io::Result<()> {
         self.serve_with_shutdown(router, std::future::pending())
             .await
     }
 
-    /// Serves until `signal` completes, then stops accepting, lets in-flight calls finish for
-    /// the grace period, and closes what is left.
+    /// Serves until `signal` completes, then stops accepting, asks every connection to finish
+    /// (HTTP/2 GOAWAY; HTTP/1.1 closes after the response in flight), lets in-flight calls run
+    /// for the grace period, and then closes every connection left. Returns once no connection
+    /// task is left.
     pub async fn serve_with_shutdown(
         self,
         router: Router,
@@ -95,25 +227,63 @@ impl Server {
             Listen::Addr(addr) => TcpListener::bind(addr).await?,
             Listen::Listener(l) => l,
         };
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let limits = self.limits;
+        if limits.raise_open_files_limit {
+            raise_nofile_limit();
+        }
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new()).keep_alive(true);
         builder
-            .http2()
+            .http1()
             .timer(TokioTimer::new())
-            .enable_connect_protocol();
+            .keep_alive(true)
+            .header_read_timeout(limits.header_read_timeout);
+        {
+            let mut h2 = builder.http2();
+            h2.timer(TokioTimer::new())
+                .enable_connect_protocol()
+                .max_concurrent_streams(limits.max_concurrent_streams);
+            if let Some((interval, timeout)) = limits.keepalive {
+                h2.keep_alive_interval(interval).keep_alive_timeout(timeout);
+            }
+        }
         let builder = Arc::new(builder);
         #[cfg(feature = "tls")]
         let acceptor = self.tls.map(tokio_rustls::TlsAcceptor::from);
+        let tracker = Arc::new(Tracker::default());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::pin!(signal);
+        let mut last_warning: Option<std::time::Instant> = None;
         loop {
+            if tracker.len() >= limits.max_connections {
+                // Backpressure: stop accepting until a connection ends; make room by closing
+                // the longest-idle one.
+                tracker.shed_idle();
+                let ended = tracker.ended.notified();
+                tokio::select! {
+                    _ = &mut signal => break,
+                    _ = ended => {}
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+                continue;
+            }
             let (stream, peer) = tokio::select! {
                 _ = &mut signal => break,
                 accepted = listener.accept() => match accepted {
                     Ok(x) => x,
                     Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let exhausted = is_resource_exhaustion(&e);
+                        if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+                            tracing::warn!(error = %e, connections = tracker.len(), "accept failed");
+                            last_warning = Some(std::time::Instant::now());
+                        }
+                        if exhausted {
+                            // Out of file descriptors: free one and back off, then go on.
+                            tracker.shed_idle();
+                            tokio::select! {
+                                _ = &mut signal => break,
+                                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                            }
+                        }
                         continue;
                     }
                 },
@@ -121,76 +291,496 @@ impl Server {
             let _ = stream.set_nodelay(true);
             let router = router.clone();
             let builder = builder.clone();
-            let watcher = graceful.watcher();
+            let conn = tracker.register();
+            let stop = stop_rx.clone();
             #[cfg(feature = "tls")]
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
+                let served = Served {
+                    router,
+                    peer,
+                    certs: None,
+                    conn: conn.shared.clone(),
+                    body_timeout: limits.body_progress_timeout,
+                };
                 #[cfg(feature = "tls")]
                 if let Some(acceptor) = acceptor {
-                    let tls = match tokio::time::timeout(
-                        Duration::from_secs(10),
+                    let handshake = tokio::time::timeout(
+                        limits.header_read_timeout.min(Duration::from_secs(10)),
                         acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            tracing::debug!(error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
+                    );
+                    let tls = tokio::select! {
+                        r = handshake => match r {
+                            Ok(Ok(tls)) => tls,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        },
+                        _ = conn.shared.close.notified() => return,
                     };
                     let certs =
                         tls.get_ref().1.peer_certificates().map(|c| {
                             PeerCertificates(c.iter().map(|c| c.as_ref().to_vec()).collect())
                         });
-                    let svc = connection_service(router, peer, certs);
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
-                    let _ = watcher.watch(conn.into_owned()).await;
+                    let served = Served { certs, ..served };
+                    let http = builder.serve_connection_with_upgrades(TokioIo::new(tls), served);
+                    drive(http, &conn, stop, &limits).await;
                     return;
                 }
-                let svc = connection_service(router, peer, None);
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                let _ = watcher.watch(conn.into_owned()).await;
+                let http = builder.serve_connection_with_upgrades(TokioIo::new(stream), served);
+                drive(http, &conn, stop, &limits).await;
             });
         }
         drop(listener);
-        tokio::select! {
-            _ = graceful.shutdown() => {}
-            _ = tokio::time::sleep(self.grace_period) => {
-                tracing::info!("grace period over: closing remaining connections");
+        let _ = stop_tx.send(true);
+        let deadline = tokio::time::Instant::now() + self.grace_period;
+        // Calls in flight finish until the grace period is over...
+        loop {
+            let ended = tracker.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if tracker.len() == 0 {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = ended => {}
+                _ = tokio::time::sleep_until(deadline) => break,
             }
         }
-        Ok(())
+        tracing::info!(
+            connections = tracker.len(),
+            "grace period over: closing remaining connections"
+        );
+        // ...then every connection left is closed, and serving ends when their tasks have.
+        loop {
+            let ended = tracker.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            tracker.close_all();
+            if tracker.len() == 0 {
+                return Ok(());
+            }
+            ended.await;
+        }
     }
 }
 
-fn connection_service(
+/// Resolves at the first SIGTERM or SIGINT (Ctrl-C; on non-Unix systems Ctrl-C only): pass it
+/// to [`Server::serve_with_shutdown`] for a graceful stop under a process manager.
+///
+/// ```no_run
+/// # async fn run(router: volley::Router) -> std::io::Result<()> {
+/// use volley::server::{Server, shutdown_signal};
+/// Server::bind(([127, 0, 0, 1], 8080))
+///     .serve_with_shutdown(router, shutdown_signal())
+///     .await
+/// # }
+/// ```
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM: Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Raises the soft open-files limit to the hard one (Unix; a failure is logged, not fatal).
+fn raise_nofile_limit() {
+    #[cfg(unix)]
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open-files limit"),
+        Err(e) => tracing::debug!(error = %e, "cannot raise the open-files limit"),
+    }
+}
+
+/// `accept` failures that mean the process or system is out of a resource (descriptors,
+/// buffers, memory) rather than a problem with one connection.
+fn is_resource_exhaustion(e: &std::io::Error) -> bool {
+    // EMFILE and ENFILE are 24 and 23 on Linux, the BSDs and macOS; ENOBUFS 105 (Linux) or 55
+    // (BSD, macOS); ENOMEM 12.
+    matches!(e.raw_os_error(), Some(23 | 24 | 12)) || matches!(e.raw_os_error(), Some(105 | 55))
+}
+
+/// Drives one connection: graceful shutdown when the server stops or the connection has been
+/// idle too long, dropped (closed) when the server forces it.
+async fn drive<C>(
+    conn: C,
+    registration: &Registration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    limits: &Limits,
+) where
+    C: Future + GracefulConnection,
+{
+    let shared = &registration.shared;
+    tokio::pin!(conn);
+    let mut closing = false;
+    let mut stop_open = true;
+    let mut check = tokio::time::Instant::now() + limits.header_read_timeout;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = shared.close.notified() => return,
+            changed = stop.changed(), if stop_open => {
+                if changed.is_err() || *stop.borrow() {
+                    stop_open = false;
+                    if !closing {
+                        conn.as_mut().begin_graceful_shutdown();
+                        closing = true;
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(check) => {
+                if closing {
+                    // Asked to close for idleness and still open: close it now.
+                    if shared.active() == 0 {
+                        return;
+                    }
+                    check = tokio::time::Instant::now() + limits.idle_timeout;
+                    continue;
+                }
+                let limit = if shared.served() { limits.idle_timeout } else { limits.header_read_timeout };
+                match shared.idle_for() {
+                    Some(idle) if idle >= limit => {
+                        tracing::debug!(idle_ms = idle.as_millis() as u64, "closing an idle connection");
+                        conn.as_mut().begin_graceful_shutdown();
+                        closing = true;
+                        // The peer has a second to read the GOAWAY before the connection goes.
+                        check = tokio::time::Instant::now() + IDLE_CLOSE_GRACE;
+                    }
+                    Some(idle) => check = tokio::time::Instant::now() + (limit - idle),
+                    None => check = tokio::time::Instant::now() + limit,
+                }
+            }
+        }
+    }
+}
+
+/// A connection that can be asked to finish.
+trait GracefulConnection {
+    fn begin_graceful_shutdown(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S, E, B> GracefulConnection for auto::UpgradeableConnection<'_, I, S, E>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<crate::BoxError>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: http_body::Body + 'static,
+    B::Error: Into<crate::BoxError>,
+    E: auto::HttpServerConnExec<S::Future, B>,
+{
+    fn begin_graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// The server's connections.
+#[derive(Default)]
+struct Tracker {
+    conns: Mutex<TrackerState>,
+    /// Notified (all waiters) each time a connection ends.
+    ended: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct TrackerState {
+    next: u64,
+    conns: HashMap<u64, Arc<ConnShared>>,
+}
+
+impl Tracker {
+    fn register(self: &Arc<Self>) -> Registration {
+        let shared = Arc::new(ConnShared::new());
+        let mut state = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let id = state.next;
+        state.next += 1;
+        state.conns.insert(id, shared.clone());
+        Registration {
+            tracker: self.clone(),
+            id,
+            shared,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .conns
+            .len()
+    }
+
+    fn close_all(&self) {
+        for conn in self
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .conns
+            .values()
+        {
+            conn.close.notify_one();
+        }
+    }
+
+    /// Closes the connection idle longest (no call in flight), preferring ones that never
+    /// started a call.
+    fn shed_idle(&self) {
+        let state = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let victim = state
+            .conns
+            .values()
+            .filter(|c| !c.shed.load(Ordering::Relaxed))
+            .filter_map(|c| c.idle_for().map(|idle| (c.served(), idle, c)))
+            .max_by(|a, b| (!a.0, a.1).cmp(&(!b.0, b.1)));
+        if let Some((_, idle, conn)) = victim {
+            tracing::debug!(
+                idle_ms = idle.as_millis() as u64,
+                "shedding an idle connection"
+            );
+            conn.shed.store(true, Ordering::Relaxed);
+            conn.close.notify_one();
+        }
+    }
+}
+
+/// A connection's entry in the [`Tracker`], removed when dropped (when its task ends).
+struct Registration {
+    tracker: Arc<Tracker>,
+    id: u64,
+    shared: Arc<ConnShared>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.tracker
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .conns
+            .remove(&self.id);
+        self.tracker.ended.notify_waiters();
+    }
+}
+
+/// What a connection's task and its calls share.
+struct ConnShared {
+    /// Calls in flight (until their response body is done or dropped).
+    active: AtomicUsize,
+    /// Whether a call ever started.
+    served: std::sync::atomic::AtomicBool,
+    /// Chosen to be closed for lack of descriptors or connections.
+    shed: std::sync::atomic::AtomicBool,
+    /// Since when no call is in flight.
+    idle_since: Mutex<std::time::Instant>,
+    /// Forced close.
+    close: tokio::sync::Notify,
+}
+
+impl ConnShared {
+    fn new() -> Self {
+        Self {
+            active: AtomicUsize::new(0),
+            served: false.into(),
+            shed: false.into(),
+            idle_since: Mutex::new(std::time::Instant::now()),
+            close: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
+    fn served(&self) -> bool {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// How long no call has been in flight, `None` while one is.
+    fn idle_for(&self) -> Option<Duration> {
+        if self.active() > 0 {
+            return None;
+        }
+        Some(
+            self.idle_since
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed(),
+        )
+    }
+
+    fn begin_call(self: &Arc<Self>) -> CallGuard {
+        self.served.store(true, Ordering::Relaxed);
+        self.active.fetch_add(1, Ordering::AcqRel);
+        CallGuard(self.clone())
+    }
+}
+
+/// One call in flight on a connection.
+struct CallGuard(Arc<ConnShared>);
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        *self.0.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The hyper service for one connection.
+#[derive(Clone)]
+struct Served {
     router: Router,
     peer: SocketAddr,
     certs: Option<PeerCertificates>,
-) -> impl hyper::service::Service<
-    http::Request<hyper::body::Incoming>,
-    Response = http::Response<crate::Body>,
-    Error = std::convert::Infallible,
-    Future = impl Future<Output = Result<http::Response<crate::Body>, std::convert::Infallible>> + Send,
-> + Clone {
-    hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-        let router = router.clone();
-        let certs = certs.clone();
-        async move {
+    conn: Arc<ConnShared>,
+    body_timeout: Option<Duration>,
+}
+
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Served {
+    type Response = http::Response<ServedBody>;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>,
+    >;
+
+    fn call(&self, request: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let guard = self.conn.begin_call();
+        let router = self.router.clone();
+        let certs = self.certs.clone();
+        let peer = self.peer;
+        let timeout = self.body_timeout;
+        Box::pin(async move {
             let mut request = if request.version() < http::Version::HTTP_2 {
-                request.map(|body| boxed_body(DrainOnDrop(Some(body))))
+                request
+                    .map(|body| boxed_body(DrainOnDrop(Some(ProgressTimeout::new(body, timeout)))))
             } else {
-                request.map(boxed_body)
+                request.map(|body| boxed_body(ProgressTimeout::new(body, timeout)))
             };
             request.extensions_mut().insert(PeerAddr(peer));
             if let Some(certs) = certs {
                 request.extensions_mut().insert(certs);
             }
-            Ok(router.handle(request).await)
+            let response = router.handle(request).await;
+            Ok(response.map(|body| ServedBody {
+                body,
+                _guard: guard,
+            }))
+        })
+    }
+}
+
+/// A response body that keeps its call counted as in flight until it is done or dropped.
+struct ServedBody {
+    body: crate::Body,
+    _guard: CallGuard,
+}
+
+impl http_body::Body for ServedBody {
+    type Data = bytes::Bytes;
+    type Error = crate::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A request body that fails when, while read, it delivers nothing for `timeout`.
+struct ProgressTimeout {
+    body: hyper::body::Incoming,
+    timeout: Option<Duration>,
+    /// Armed while a read is waiting.
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl ProgressTimeout {
+    fn new(body: hyper::body::Incoming, timeout: Option<Duration>) -> Self {
+        Self {
+            body,
+            timeout,
+            sleep: None,
         }
-    })
+    }
+}
+
+/// A request body that stopped making progress.
+#[derive(Debug)]
+struct BodyTimedOut(Duration);
+
+impl std::fmt::Display for BodyTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the request body sent nothing for {:?}", self.0)
+    }
+}
+
+impl std::error::Error for BodyTimedOut {}
+
+impl http_body::Body for ProgressTimeout {
+    type Data = bytes::Bytes;
+    type Error = crate::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.sleep = None;
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let Some(timeout) = this.timeout else {
+                    return Poll::Pending;
+                };
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        this.sleep = None;
+                        Poll::Ready(Some(Err(Box::new(BodyTimedOut(timeout)))))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// The most of an unread HTTP/1.1 request body drained after its handler is done with it.
@@ -202,16 +792,16 @@ const DRAIN_TIME: Duration = Duration::from_secs(10);
 /// request was read), drains the rest in the background. Otherwise hyper closes the connection
 /// with unread bytes in the socket, the peer's TCP stack gets a reset, and the client sees a
 /// broken pipe or an unexpected EOF instead of the response it was sent.
-struct DrainOnDrop(Option<hyper::body::Incoming>);
+struct DrainOnDrop(Option<ProgressTimeout>);
 
 impl http_body::Body for DrainOnDrop {
     type Data = bytes::Bytes;
-    type Error = hyper::Error;
+    type Error = crate::BoxError;
 
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, crate::BoxError>>> {
         match self.0.as_mut() {
             Some(body) => std::pin::Pin::new(body).poll_frame(cx),
             None => std::task::Poll::Ready(None),

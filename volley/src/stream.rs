@@ -13,8 +13,9 @@ use futures_core::Stream;
 use http::HeaderMap;
 use http_body::Body as _;
 
+use crate::budget::{Budget, Charge};
 use crate::codec::{Codec, Message};
-use crate::compression::{Compression, decompress};
+use crate::compression::{Compression, decompress_off_worker};
 use crate::envelope::{self, Decoder, Envelope};
 use crate::error::BoxError;
 use crate::interceptor::{EndGuard, Observers};
@@ -70,6 +71,7 @@ pub(crate) struct FrameSource {
     text: Option<Vec<u8>>,
     body_error: fn(BoxError) -> Error,
     truncated: Code,
+    charge: Option<Charge>,
 }
 
 impl FrameSource {
@@ -88,7 +90,31 @@ impl FrameSource {
             text: text.then(Vec::new),
             body_error,
             truncated: Code::InvalidArgument,
+            charge: None,
         }
+    }
+
+    /// Draws what this source buffers from `budget` (beyond a small allowance per call),
+    /// failing with `resource_exhausted` when the budget is used up.
+    pub(crate) fn with_budget(mut self, budget: Option<&Arc<Budget>>) -> Self {
+        self.charge = budget.map(|b| Charge::new(b.clone()));
+        self
+    }
+
+    /// Accounts for what is buffered now.
+    fn account(&mut self) -> Result<(), Error> {
+        let Some(charge) = &mut self.charge else {
+            return Ok(());
+        };
+        let held = self.buf.capacity() + self.text.as_ref().map_or(0, Vec::capacity);
+        if let Err(e) = charge.hold(held) {
+            self.done = true;
+            self.buf = BytesMut::new();
+            self.text = self.text.take().map(|_| Vec::new());
+            let _ = charge.hold(0);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// The code for a body that ends inside an envelope (default `invalid_argument`, right for
@@ -150,7 +176,10 @@ impl FrameSource {
             }
             match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => self.feed(data)?,
+                    Ok(data) => {
+                        self.feed(data)?;
+                        self.account()?;
+                    }
                     Err(frame) => {
                         if let Ok(trailers) = frame.into_trailers() {
                             match &mut self.http_trailers {
@@ -171,7 +200,35 @@ impl FrameSource {
     }
 }
 
-fn decode_base64_groups(input: &[u8], out: &mut BytesMut) -> Result<(), Error> {
+/// Reads a whole (un-enveloped) body, failing with `resource_exhausted` past `limit` bytes or
+/// when `budget` cannot cover what is buffered.
+pub(crate) async fn read_body_limited(
+    mut body: Body,
+    limit: usize,
+    budget: Option<&Arc<Budget>>,
+    body_error: fn(BoxError) -> Error,
+) -> Result<Bytes, Error> {
+    use http_body_util::BodyExt as _;
+    let mut charge = budget.map(|b| Charge::new(b.clone()));
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(body_error)?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(Error::resource_exhausted(format!(
+                    "request body is larger than the limit of {limit} bytes"
+                )));
+            }
+            buf.extend_from_slice(&data);
+            if let Some(charge) = &mut charge {
+                charge.hold(buf.capacity())?;
+            }
+        }
+    }
+    Ok(buf.freeze())
+}
+
+pub(crate) fn decode_base64_groups(input: &[u8], out: &mut BytesMut) -> Result<(), Error> {
     // Each 4-character group decodes on its own, so padded chunks concatenated by a sender
     // that base64-encodes every write separately still decode.
     let engine = &base64::engine::general_purpose::STANDARD;
@@ -210,7 +267,11 @@ pub(crate) struct FrameReader {
     compression: Option<Arc<dyn Compression>>,
     limit: usize,
     control_flag: u8,
+    /// A decompression under way off the async workers, and whether it is a control frame.
+    pending: Option<(Decompressing, bool)>,
 }
+
+type Decompressing = Pin<Box<dyn std::future::Future<Output = Result<Bytes, Error>> + Send>>;
 
 impl FrameReader {
     pub(crate) fn new(
@@ -224,6 +285,7 @@ impl FrameReader {
             compression,
             limit,
             control_flag,
+            pending: None,
         }
     }
 
@@ -231,6 +293,18 @@ impl FrameReader {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame, Error>>> {
+        if let Some((job, control)) = &mut self.pending {
+            let control = *control;
+            let result = ready!(job.as_mut().poll(cx));
+            self.pending = None;
+            return Poll::Ready(Some(result.map(|data| {
+                if control {
+                    Frame::Control(data)
+                } else {
+                    Frame::Message(data)
+                }
+            })));
+        }
         let env = match ready!(self.source.poll_envelope(cx)) {
             Ok(Some(env)) => env,
             Ok(None) => return Poll::Ready(None),
@@ -239,10 +313,13 @@ impl FrameReader {
         let control = self.control_flag != 0 && env.flags & self.control_flag != 0;
         let data = if env.is_compressed() {
             match &self.compression {
-                Some(algo) => match decompress(algo.as_ref(), &env.data, self.limit) {
-                    Ok(d) => Bytes::from(d),
-                    Err(e) => return Poll::Ready(Some(Err(e))),
-                },
+                Some(algo) => {
+                    // Decompression can be expensive: it runs off the async workers (see
+                    // `decompress_off_worker`), so other calls are not starved.
+                    let job = decompress_off_worker(algo.clone(), env.data, self.limit);
+                    self.pending = Some((Box::pin(job), control));
+                    return self.poll_frame(cx);
+                }
                 None => {
                     return Poll::Ready(Some(Err(Error::internal(
                         "protocol error: received a compressed message without a message encoding",

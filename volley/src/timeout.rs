@@ -2,6 +2,19 @@
 
 use std::time::Duration;
 
+/// The server's default maximum timeout: 24 hours. `grpc-timeout` can say up to 99,999,999
+/// hours (11,000 years); a deadline that far out is meaningless and overflows some clocks, so
+/// longer timeouts are cut to a day, long enough for any call that means to end.
+pub const DEFAULT_MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// `timeout`, cut to `max` when there is one.
+pub fn clamp(timeout: Duration, max: Option<Duration>) -> Duration {
+    match max {
+        Some(max) => timeout.min(max),
+        None => timeout,
+    }
+}
+
 /// Parses `grpc-timeout`: at most 8 ASCII digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
 pub fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
     let (&unit, digits) = value.split_last()?;
@@ -75,6 +88,17 @@ mod tests {
         assert_eq!(parse_grpc_timeout(b"1x"), None);
         assert_eq!(parse_grpc_timeout(b"-1S"), None);
         assert_eq!(format_grpc_timeout(Duration::from_millis(1500)), "1500000u");
+    }
+
+    #[test]
+    fn clamps_to_the_maximum() {
+        let huge = parse_grpc_timeout(b"99999999H").unwrap();
+        assert_eq!(clamp(huge, Some(DEFAULT_MAX_TIMEOUT)), DEFAULT_MAX_TIMEOUT);
+        assert_eq!(clamp(huge, None), huge);
+        assert_eq!(
+            clamp(Duration::from_secs(1), Some(DEFAULT_MAX_TIMEOUT)),
+            Duration::from_secs(1)
+        );
     }
 
     #[test]

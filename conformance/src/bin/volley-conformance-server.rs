@@ -405,7 +405,9 @@ async fn main() -> anyhow::Result<()> {
     };
     conformance::write_delimited(&mut tokio::io::stdout(), &response).await?;
     eprintln!("volley-conformance-server: listening on {addr}");
-    // The runner closes stdin at once and ends the process with SIGTERM.
-    server.serve(router).await?;
+    // The runner closes stdin at once and ends the process with SIGTERM: stop gracefully.
+    server
+        .serve_with_shutdown(router, volley::server::shutdown_signal())
+        .await?;
     Ok(())
 }

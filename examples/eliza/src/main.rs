@@ -30,7 +30,9 @@ async fn main() -> anyhow::Result<()> {
     let (router, health) = eliza::app();
     volley::server::Server::from_listener(listener)
         .serve_with_shutdown(router, async move {
-            let _ = tokio::signal::ctrl_c().await;
+            // SIGTERM (a process manager) or SIGINT (Ctrl-C): health turns NOT_SERVING, the
+            // server sends GOAWAY and lets calls in flight finish for the grace period.
+            volley::server::shutdown_signal().await;
             health.shutdown();
         })
         .await
@@ -45,7 +47,9 @@ fn print_try_it(addr: SocketAddr) {
     let json = r#"{"sentence": "I feel happy."}"#;
     // The same JSON, percent-encoded for a Connect GET query string.
     let query = "%7B%22sentence%22%3A%22I%20feel%20happy.%22%7D";
-    println!("Eliza is listening on http://{addr} (Connect, gRPC and gRPC-Web; Ctrl-C stops).");
+    println!(
+        "Eliza is listening on http://{addr} (Connect, gRPC and gRPC-Web; Ctrl-C or SIGTERM stops)."
+    );
     println!();
     println!("Connect, unary POST with JSON:");
     println!("  curl --header 'Content-Type: application/json' --data '{json}' {base}/Say");

@@ -26,9 +26,7 @@ async fn main() -> anyhow::Result<()> {
         listener.local_addr()?
     );
     volley::server::Server::from_listener(listener)
-        .serve_with_shutdown(no_protoc::router(), async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .serve_with_shutdown(no_protoc::router(), volley::server::shutdown_signal())
         .await
         .context("serving")
 }

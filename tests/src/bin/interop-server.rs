@@ -3,13 +3,14 @@
 //! with CORS on one port, HTTP/1.1 and h2c (or, with `--tls`, HTTP/2 and HTTP/1.1 by ALPN).
 //!
 //! ```text
-//! interop-server [--port N] [--tls CERT_PEM_OUT] [--no-cors]
+//! interop-server [--port N] [--tls CERT_PEM_OUT] [--no-cors] [--grace-ms N]
 //! ```
 //!
 //! Prints `LISTENING <port>` once it accepts connections (`--port 0`, the default, picks a free
 //! port). `--tls` generates a self-signed certificate for `localhost` and `127.0.0.1` and writes
 //! it (PEM) to the given path for clients to trust. `--no-cors` turns CORS off (to see the
-//! browser test fail). Stops on SIGTERM, SIGINT, or when its stdin is a pipe that closes.
+//! browser test fail). `--grace-ms` sets the shutdown grace period (default 10 s). Stops
+//! gracefully on SIGTERM and SIGINT, or when its stdin is a pipe that closes.
 
 use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
@@ -18,7 +19,8 @@ use anyhow::{Context as _, bail};
 use volley::Cors;
 use volley::server::{Server, TlsConfig};
 
-const USAGE: &str = "usage: interop-server [--port N] [--tls CERT_PEM_OUT] [--no-cors]";
+const USAGE: &str =
+    "usage: interop-server [--port N] [--tls CERT_PEM_OUT] [--no-cors] [--grace-ms N]";
 
 /// Response headers the interop tests read from a browser, besides the protocols' own.
 const EXPOSED: [&str; 3] = [
@@ -31,6 +33,7 @@ struct Args {
     port: u16,
     tls: Option<PathBuf>,
     cors: bool,
+    grace: std::time::Duration,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -38,6 +41,7 @@ fn parse_args() -> anyhow::Result<Args> {
         port: 0,
         tls: None,
         cors: true,
+        grace: std::time::Duration::from_secs(10),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -49,6 +53,11 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "--tls" => args.tls = Some(PathBuf::from(value("--tls")?)),
             "--no-cors" => args.cors = false,
+            "--grace-ms" => {
+                let v = value("--grace-ms")?;
+                let ms = v.parse().with_context(|| format!("bad --grace-ms {v:?}"))?;
+                args.grace = std::time::Duration::from_millis(ms);
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -130,7 +139,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         },
         if args.cors { "on" } else { "off" },
     );
-    // SIGTERM and SIGINT keep their default action (end the process): nothing here needs a
-    // graceful shutdown, and the peers' runs are over when the script stops the server.
-    server.serve(router).await.context("serving")
+    // SIGTERM and SIGINT stop the server gracefully: GOAWAY, calls in flight finish within
+    // the grace period, then the process exits 0.
+    server
+        .grace_period(args.grace)
+        .serve_with_shutdown(router, volley::server::shutdown_signal())
+        .await
+        .context("serving")
 }
