@@ -49,6 +49,24 @@ step "each example on its own features" scripts/checks.sh examples
 step "each runtime feature alone (cargo hack)" scripts/checks.sh features
 step "a copy with nothing beside it builds" scripts/checks.sh alone
 step "cargo package (published crates)" scripts/checks.sh package
+fuzz_smoke() {
+  if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    echo "installing cargo-fuzz from crates.io"
+    cargo install cargo-fuzz --locked --version 0.13.2
+  fi
+  # One build of every target first (cargo fuzz run would otherwise build them one by one).
+  (cd fuzz && cargo +nightly fuzz build)
+  scripts/fuzz.sh 5
+}
+if [ "$QUICK" = 0 ]; then
+  if cargo +nightly --version >/dev/null 2>&1; then
+    step "fuzz smoke (5 s per target, libFuzzer)" fuzz_smoke
+  else
+    echo
+    echo "!!!!!!!! NO NIGHTLY TOOLCHAIN: THE FUZZ SMOKE DID NOT RUN (the corpus replay above did) !!!!!!!!"
+    SUMMARY+=("SKIP  0s  fuzz smoke: no nightly toolchain")
+  fi
+fi
 if [ "$QUICK" = 0 ] && [ -x scripts/interop.sh ]; then
   step "interop with real peers" scripts/interop.sh
 fi
