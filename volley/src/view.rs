@@ -138,3 +138,56 @@ where
         Self::from_owned(&M::decode_json(bytes)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use buffa_types::google::protobuf::StringValue;
+
+    use super::*;
+
+    fn message() -> StringValue {
+        StringValue {
+            value: "volley views \u{2713}".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn binary_decode_borrows_the_buffer_and_round_trips() {
+        let bytes = Bytes::from(buffa::Message::encode_to_vec(&message()));
+        let view = <View<StringValue> as Message>::decode_proto(bytes.clone()).unwrap();
+        let value = view.view().value;
+        assert_eq!(value, message().value);
+        assert!(bytes.as_ptr_range().contains(&value.as_ptr()));
+        assert_eq!(view.to_owned_message(), message());
+        let mut out = BytesMut::new();
+        view.encode_proto(&mut out).unwrap();
+        assert_eq!(out, bytes);
+    }
+
+    #[test]
+    fn json_is_decoded_and_encoded_through_the_owned_message() {
+        let mut json = BytesMut::new();
+        message().encode_json(&mut json).unwrap();
+        let view = View::<StringValue>::decode_json(&json).unwrap();
+        assert_eq!(view.view().value, message().value);
+        assert_eq!(view.to_owned_message(), message());
+        let mut again = BytesMut::new();
+        view.encode_json(&mut again).unwrap();
+        assert_eq!(again, json);
+    }
+
+    #[test]
+    fn bad_input_is_invalid_argument() {
+        for bytes in [
+            &[0x0a, 0x05, b'a'][..],   // truncated string
+            &[0x0a, 0x02, 0xff, 0xfe], // invalid UTF-8
+            &[0xff, 0xff, 0xff],       // bad tag
+        ] {
+            let err = View::<StringValue>::decode_proto(Bytes::copy_from_slice(bytes)).unwrap_err();
+            assert_eq!(err.code(), Code::InvalidArgument, "{bytes:?}");
+        }
+        let err = View::<StringValue>::decode_json(b"5").unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+    }
+}
