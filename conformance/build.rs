@@ -4,7 +4,12 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = "proto";
     let dir = format!("{root}/connectrpc/conformance/v1");
-    volley_build::Config::new()
+    let mut config = volley_build::Config::new();
+    if std::env::var_os("CARGO_FEATURE_VIEWS").is_some() {
+        // Every server handler takes a zero-copy view of its request.
+        config = config.request_views(["."]);
+    }
+    config
         .files(
             ["service", "server_compat", "client_compat", "config"]
                 .map(|name| format!("{dir}/{name}.proto")),

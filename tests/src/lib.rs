@@ -15,12 +15,14 @@ pub mod raw;
 pub mod rpc;
 pub mod server;
 pub mod service;
+pub mod view_service;
 
 pub use proto::volley::interop::v1::{EchoRequest, EchoResponse, ErrorInfo, ErrorSpec};
 pub use server::{ServerHandle, TlsServer, spawn_server, spawn_server_with, spawn_tls_server};
 pub use service::{
     BIDI, CLIENT_STREAM, ECHO, SERVER_STREAM, install_type_registry, interop_router,
 };
+pub use view_service::interop_view_router;
 
 /// The process's memory use from `/proc/self/status`, in KiB: `(VmHWM, VmRSS)`, the peak and
 /// current resident set sizes. `None` where `/proc` is not available.

@@ -81,7 +81,7 @@ pub fn interop_router() -> Router {
 }
 
 /// The error an `ErrorSpec` asks for, or `None` when its code is 0.
-fn spec_error(spec: &ErrorSpec) -> Option<Error> {
+pub(crate) fn spec_error(spec: &ErrorSpec) -> Option<Error> {
     if spec.code == 0 {
         return None;
     }
@@ -114,7 +114,7 @@ fn echo_metadata(request_headers: &HeaderMap) -> (HeaderMap, HeaderMap) {
     (headers, trailers)
 }
 
-fn respond<T>(message: T, request_headers: &HeaderMap) -> Response<T> {
+pub(crate) fn respond<T>(message: T, request_headers: &HeaderMap) -> Response<T> {
     let (headers, trailers) = echo_metadata(request_headers);
     let mut response = Response::new(message);
     response.headers_mut().extend(headers);
@@ -124,7 +124,7 @@ fn respond<T>(message: T, request_headers: &HeaderMap) -> Response<T> {
 
 /// An error that fails the RPC before any response: the echo header goes out as a response
 /// header and the echo trailer in the error's metadata (trailers).
-fn fail(mut err: Error, request_headers: &HeaderMap) -> Error {
+pub(crate) fn fail(mut err: Error, request_headers: &HeaderMap) -> Error {
     let (headers, trailers) = echo_metadata(request_headers);
     err.headers_mut().extend(headers);
     err.with_metadata(trailers)
@@ -132,20 +132,26 @@ fn fail(mut err: Error, request_headers: &HeaderMap) -> Error {
 
 /// What every response carries besides its own fields.
 #[derive(Clone)]
-struct Context {
+pub(crate) struct Context {
     headers: std::collections::HashMap<String, String>,
     deadline: Option<std::time::Instant>,
 }
 
 impl Context {
-    fn of<T>(request: &Request<T>) -> Self {
+    pub(crate) fn of<T>(request: &Request<T>) -> Self {
         Self {
             headers: test_headers(request.headers()),
             deadline: request.deadline(),
         }
     }
 
-    fn response(&self, text: String, index: i32, payload: Vec<u8>, received: i32) -> EchoResponse {
+    pub(crate) fn response(
+        &self,
+        text: String,
+        index: i32,
+        payload: Vec<u8>,
+        received: i32,
+    ) -> EchoResponse {
         let deadline_ms = self.deadline.map_or(-1, |d| {
             let left = d.saturating_duration_since(std::time::Instant::now());
             i64::try_from(left.as_millis()).unwrap_or(i64::MAX)
@@ -187,7 +193,7 @@ fn test_headers(request_headers: &HeaderMap) -> std::collections::HashMap<String
     out
 }
 
-fn millis(ms: i64) -> Duration {
+pub(crate) fn millis(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 

@@ -180,7 +180,18 @@ fn b64url(bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn get_requests() -> anyhow::Result<()> {
-    let (client, _server) = setup().await?;
+    get_requests_to(interop_router()).await
+}
+
+/// Connect GET, in every encoding, to a handler taking a zero-copy view of its request.
+#[tokio::test]
+async fn get_requests_to_a_view_handler() -> anyhow::Result<()> {
+    get_requests_to(volley_tests::interop_view_router()).await
+}
+
+async fn get_requests_to(router: volley::Router) -> anyhow::Result<()> {
+    let (addr, _server) = spawn_server(router).await?;
+    let client = RawClient::new(addr);
     let message = EchoRequest {
         text: "get me ~?&=".into(),
         payload: vec![0xfb, 0xff, 0xfe, 0x3e],

@@ -10,7 +10,7 @@ use volley_tests::raw::{Http, RawClient};
 use volley_tests::rpc::{self, Call, Codec, Outcome, Protocol};
 use volley_tests::{
     BIDI, CLIENT_STREAM, ECHO, EchoRequest, ErrorInfo, ErrorSpec, SERVER_STREAM, interop_router,
-    spawn_server,
+    interop_view_router, spawn_server,
 };
 
 const SPECS: [Spec; 4] = [ECHO, SERVER_STREAM, CLIENT_STREAM, BIDI];
@@ -213,7 +213,17 @@ fn matrix() -> Vec<(Protocol, Spec, Codec, &'static str, Http)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_combination_succeeds() -> anyhow::Result<()> {
-    let (addr, server) = spawn_server(interop_router()).await?;
+    all_succeed(interop_router()).await
+}
+
+/// The same matrix served by handlers taking zero-copy views of their requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_combination_succeeds_with_view_handlers() -> anyhow::Result<()> {
+    all_succeed(interop_view_router()).await
+}
+
+async fn all_succeed(router: volley::Router) -> anyhow::Result<()> {
+    let (addr, server) = spawn_server(router).await?;
     let client = RawClient::new(addr);
     let cases = matrix();
     // Connect 80 + gRPC 40 (HTTP/2 only) + gRPC-Web 80 + gRPC-Web text 80.
@@ -358,7 +368,17 @@ async fn check_error(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_combination_fails_cleanly() -> anyhow::Result<()> {
-    let (addr, server) = spawn_server(interop_router()).await?;
+    all_fail_cleanly(interop_router()).await
+}
+
+/// The same failures from handlers taking zero-copy views of their requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_combination_fails_cleanly_with_view_handlers() -> anyhow::Result<()> {
+    all_fail_cleanly(interop_view_router()).await
+}
+
+async fn all_fail_cleanly(router: volley::Router) -> anyhow::Result<()> {
+    let (addr, server) = spawn_server(router).await?;
     let client = RawClient::new(addr);
     let mut cases = Vec::new();
     for (i, (protocol, spec, codec, encoding, http)) in matrix()

@@ -76,6 +76,7 @@ pub struct Config {
     buffa: CodeGenConfig,
     server: Gate,
     client: Gate,
+    request_views: Vec<String>,
     descriptor_const: bool,
     descriptor_path: Option<PathBuf>,
     rerun_if_changed: bool,
@@ -94,6 +95,7 @@ impl Default for Config {
             buffa,
             server: Gate::On,
             client: Gate::On,
+            request_views: Vec::new(),
             descriptor_const: false,
             descriptor_path: None,
             rerun_if_changed: true,
@@ -162,6 +164,24 @@ impl Config {
     /// including crate. Default: ungated.
     pub fn client_feature(mut self, feature: impl Into<String>) -> Self {
         self.client = Gate::Feature(feature.into());
+        self
+    }
+
+    /// Makes the server handlers of the selected methods take a zero-copy [`volley::View`] of
+    /// the request (`Request<View<Foo>>`, and `Request<Streaming<View<Foo>>>` for client and
+    /// bidi streams) instead of the owned message. Each entry is a fully-qualified proto name
+    /// selecting a method (`.pkg.Service.Method`), a service (`.pkg.Service`), a package
+    /// (`.pkg`), or `.` for every method; repeatable. Clients are unaffected.
+    ///
+    /// Default: none. Owned messages are easier to store, change and move across tasks; a
+    /// view borrows the request buffer (strings as `&str`, bytes as `&[u8]`, maps and repeated
+    /// fields as views over it) and keeps the whole buffer alive while it lives. Views save an
+    /// allocation per string, bytes, repeated and map field: choose them for decode-heavy
+    /// methods. JSON requests are still served (parsed, then re-encoded to binary and viewed).
+    ///
+    /// [`volley::View`]: https://docs.rs/volley-rpc/latest/volley/struct.View.html
+    pub fn request_views(mut self, paths: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.request_views.extend(paths.into_iter().map(Into::into));
         self
     }
 
@@ -264,7 +284,8 @@ impl Config {
         let options = Options::new()
             .buffa_config(self.buffa.clone())
             .server(self.server.clone())
-            .client(self.client.clone());
+            .client(self.client.clone())
+            .request_views(self.request_views.iter().cloned());
         let services = volley_codegen::generate(&descriptors, &to_generate, &options)?;
         buffa_codegen::apply_companions(&mut files, services);
 

@@ -130,6 +130,7 @@ pub struct Options {
     server: Gate,
     client: Gate,
     file_per_package: bool,
+    request_views: Vec<String>,
 }
 
 impl Options {
@@ -177,6 +178,43 @@ impl Options {
     pub fn client(mut self, gate: Gate) -> Self {
         self.client = gate;
         self
+    }
+
+    /// Methods whose server-side request is a zero-copy [`volley::View`] of the request
+    /// message instead of the owned message: `Request<View<Foo>>` for unary and
+    /// server-streaming methods, `Request<Streaming<View<Foo>>>` (every received message a
+    /// view) for client- and bidi-streaming ones. Each entry is a fully-qualified proto name
+    /// selecting what it names and everything inside: a method (`.pkg.Service.Method`), a
+    /// service (`.pkg.Service`), a package (`.pkg`), or `.` for every method. The leading dot
+    /// may be left out. Repeatable; clients are unaffected.
+    ///
+    /// Default: none — handlers take owned messages, which are easier to keep, change and move
+    /// across tasks. A view borrows the request buffer and keeps the whole buffer alive while
+    /// it lives; it saves an allocation per string, bytes, repeated and map field, which pays
+    /// on decode-heavy requests.
+    ///
+    /// [`volley::View`]: https://docs.rs/volley-rpc/latest/volley/struct.View.html
+    pub fn request_views(mut self, paths: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.request_views.extend(paths.into_iter().map(|p| {
+            let p = p.into();
+            if p.starts_with('.') {
+                p
+            } else {
+                format!(".{p}")
+            }
+        }));
+        self
+    }
+
+    /// Whether method `.pkg.Service.Method` takes a view of its request
+    /// ([`request_views`](Self::request_views)).
+    pub fn is_view_request(&self, method: &str) -> bool {
+        self.request_views.iter().any(|p| {
+            p == "."
+                || method
+                    .strip_prefix(p.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+        })
     }
 
     /// Emit one file per proto package (`<package>.__volley.rs`) instead of
@@ -240,6 +278,7 @@ pub fn generate(
                             .unwrap_or_default()
                     },
                     |fqn| resolver.resolve(fqn, package),
+                    |method| options.is_view_request(method),
                     &mut namer,
                 )?;
                 items.extend(service.emit(&options.server, &options.client));

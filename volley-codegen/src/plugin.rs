@@ -13,6 +13,7 @@
 //! | `type_name_prefix=<prefix>` | empty | as for `protoc-gen-buffa`. |
 //! | `server=<bool>`, `client=<bool>` | `true` | emit the server side (trait, register function) / the client. |
 //! | `server_feature=<name>`, `client_feature=<name>` | unset | put that side behind `#[cfg(feature = "<name>")]`. |
+//! | `request_views=<.proto.name>` | none | server handlers of the selected methods take a zero-copy `volley::View` of the request instead of the owned message: a method (`.pkg.Service.Method`), a service, a package, or `.` for all. Repeatable. Owned messages stay the default: they are easier to keep and move across tasks, while a view keeps the whole request buffer alive (see `Options::request_views`). |
 //! | `file_per_package=<bool>` | `false` | one `<package>.__volley.rs` per package instead of one `<path.stem>.__volley.rs` per proto file. |
 //! | `include_file=<name>` | unset | also write `<name>`, a module tree that `include!`s every generated file inside `pub mod` blocks following the package names (run the plugin with `strategy: all` so it sees every package). |
 //! | `include_buffa=package\|mod` | unset | with `include_file`: also include buffa's output for every package, written to the same directory — `<package>.rs` (buffa's `file_per_package=true`) or `<package>.mod.rs` (buffa's default). |
@@ -95,6 +96,7 @@ pub fn parse_parameter(parameter: &str) -> Result<PluginOptions, Error> {
                 buffa.extern_paths.push((proto, rust.to_string()));
             }
             "type_name_prefix" => buffa.type_name_prefix = value.to_string(),
+            "request_views" => out.options = out.options.request_views([value]),
             "server" => server = parse_bool(key, value)?,
             "client" => client = parse_bool(key, value)?,
             "server_feature" => server_feature = Some(value.to_string()),

@@ -40,6 +40,8 @@ pub(crate) struct Method {
     deprecated: bool,
     /// The binary-encoded `MethodOptions` (custom options included), if any.
     options: Vec<u8>,
+    /// The server receives the request as a `View`.
+    view: bool,
 }
 
 /// Everything the emitter needs to know about one service.
@@ -66,6 +68,7 @@ impl Service {
         docs: Vec<String>,
         method_docs: impl Fn(usize) -> Vec<String>,
         resolve: impl Fn(&str) -> Result<TokenStream, Error>,
+        view_request: impl Fn(&str) -> bool,
         namer: &mut Namer,
     ) -> Result<Self, Error> {
         let name = service
@@ -107,6 +110,7 @@ impl Service {
                     .map(buffa::Message::encode_to_vec)
                     .unwrap_or_default(),
                 docs: method_docs(i),
+                view: view_request(&format!(".{full_name}.{proto_name}")),
                 proto_name,
             });
         }
@@ -281,9 +285,16 @@ impl Service {
 
         let trait_methods = self.methods.iter().zip(names).map(|(m, n)| {
             let method = &n.method;
+            let received = if m.view {
+                let view = scope.name("View");
+                let input = &m.input;
+                quote!(#view<#input>)
+            } else {
+                m.input.clone()
+            };
             let input = match m.kind {
-                Kind::Unary | Kind::ServerStream => scope.request(&m.input),
-                Kind::ClientStream | Kind::BidiStream => scope.request(&scope.streaming(&m.input)),
+                Kind::Unary | Kind::ServerStream => scope.request(&received),
+                Kind::ClientStream | Kind::BidiStream => scope.request(&scope.streaming(&received)),
             };
             let output = match m.kind {
                 Kind::Unary | Kind::ClientStream => scope.response(&m.output),
@@ -294,9 +305,15 @@ impl Service {
                 }
             };
             let method_name = format!("{}.{}", self.full_name, m.proto_name);
-            let doc = docs::attrs(&or_default(&m.docs, || {
-                format!("Handles `{}`.", m.proto_name)
-            }));
+            let mut doc = or_default(&m.docs, || format!("Handles `{}`.", m.proto_name));
+            if m.view {
+                doc.push(String::new());
+                doc.push(
+                    "The request arrives as a zero-copy `View`, borrowing the request buffer."
+                        .into(),
+                );
+            }
+            let doc = docs::attrs(&doc);
             let deprecated = m.deprecated.then(|| quote!(#[deprecated]));
             quote! {
                 #doc
@@ -580,6 +597,7 @@ const KNOWN: &[(&str, Option<&str>, &str)] = &[
         Some("::volley::Transport"),
         "::volley::Transport",
     ),
+    ("View", Some("::volley::View"), "::volley::View"),
 ];
 
 /// The service module's view of runtime and standard names: short when the

@@ -85,6 +85,42 @@ fn eliza() {
 }
 
 #[test]
+fn eliza_with_request_views() {
+    let include = manifest_dir().join("../examples/eliza/proto");
+    let file = "connectrpc/eliza/v1/eliza.proto";
+    let files = descriptors(&include, &[file]);
+    // One unary and one bidi method take views; Introduce keeps the owned message.
+    let options = Options::new().request_views([
+        ".connectrpc.eliza.v1.ElizaService.Say",
+        "connectrpc.eliza.v1.ElizaService.Converse",
+    ]);
+    let generated = volley_codegen::generate(&files, &[file.to_string()], &options).unwrap();
+    check("eliza_views", to_map(generated));
+}
+
+#[test]
+fn request_views_select_whole_names() {
+    let options = Options::new().request_views([".a.b.Svc", "c.Other.Get"]);
+    for yes in [".a.b.Svc.Get", ".a.b.Svc.Put", ".c.Other.Get"] {
+        assert!(options.is_view_request(yes), "{yes}");
+    }
+    for no in [
+        ".a.b.Svc2.Get",
+        ".a.bb.Svc.Get",
+        ".c.Other.GetMore",
+        ".c.Other.Put",
+    ] {
+        assert!(!options.is_view_request(no), "{no}");
+    }
+    assert!(!Options::new().is_view_request(".a.b.Svc.Get"));
+    assert!(
+        Options::new()
+            .request_views(["."])
+            .is_view_request(".x.Y.Z")
+    );
+}
+
+#[test]
 fn kitchen_colocated() {
     let include = manifest_dir().join("tests/protos");
     let files = descriptors(&include, KITCHEN);
@@ -153,4 +189,13 @@ fn plugin_reports_bad_options() {
         let response = volley_codegen::plugin::run(&request);
         assert!(response.error.is_some(), "{parameter} was accepted");
     }
+}
+
+#[test]
+fn plugin_request_views_option_repeats() {
+    let plugin =
+        volley_codegen::plugin::parse_parameter("request_views=.a.S.M, request_views=b").unwrap();
+    assert!(plugin.options.is_view_request(".a.S.M"));
+    assert!(plugin.options.is_view_request(".b.T.N"));
+    assert!(!plugin.options.is_view_request(".a.S.Other"));
 }

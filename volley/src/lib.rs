@@ -113,6 +113,7 @@ mod handler;
 mod respond;
 mod router;
 mod stream;
+mod view;
 mod wire;
 
 #[cfg(feature = "fuzzing")]
@@ -135,6 +136,7 @@ pub use respond::error_response_for;
 pub use router::{DEFAULT_RECEIVE_LIMIT, Router};
 pub use spec::{Idempotency, Spec, StreamType};
 pub use stream::{Body, ResponseStream, Streaming, boxed_body};
+pub use view::View;
 
 /// Items only generated code uses. Not part of the public API.
 #[doc(hidden)]

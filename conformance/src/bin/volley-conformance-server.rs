@@ -4,6 +4,10 @@
 //! `ConformanceService` on `127.0.0.1:<ephemeral>` (HTTP/1.1 and HTTP/2 on one port, with TLS
 //! and client certificates when asked), writes a size-delimited `ServerCompatResponse` to
 //! stdout, and serves until it is terminated. Logs go to stderr only.
+//!
+//! With the `views` feature every handler takes a zero-copy view of its request
+//! (`volley::View`) instead of the owned message: requests are echoed from the received bytes
+//! and only the response definitions are copied out.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +18,78 @@ use futures_util::Stream;
 use http::{HeaderMap, Uri};
 use volley::server::{Server, TlsConfig};
 use volley::{Error, ErrorDetail, Request, Response, ResponseStream, Router, Streaming};
+
+/// A request message as the handlers receive it: owned.
+#[cfg(not(feature = "views"))]
+type In<M> = M;
+/// A request message as the handlers receive it: a zero-copy view of the request.
+#[cfg(feature = "views")]
+type In<M> = volley::View<M>;
+
+/// What the handlers read from a received request message.
+trait Received {
+    /// The type of the message's `response_definition`.
+    type Definition;
+    /// The message packed in an `Any`, as the runner expects requests echoed.
+    fn packed(&self) -> Any;
+    /// The message's response definition, copied out.
+    fn definition(&self) -> Result<Option<Self::Definition>, Error>;
+}
+
+macro_rules! received {
+    ($($message:ident => $definition:ident),* $(,)?) => {$(
+        #[cfg(not(feature = "views"))]
+        impl Received for pb::$message {
+            type Definition = pb::$definition;
+            fn packed(&self) -> Any {
+                to_any(self)
+            }
+            fn definition(&self) -> Result<Option<pb::$definition>, Error> {
+                Ok(self.response_definition.as_option().cloned())
+            }
+        }
+
+        #[cfg(feature = "views")]
+        impl Received for volley::View<pb::$message> {
+            type Definition = pb::$definition;
+            fn packed(&self) -> Any {
+                // The received encoding itself: nothing to re-encode.
+                Any {
+                    type_url: <pb::$message as buffa::MessageName>::TYPE_URL.into(),
+                    value: self.bytes().to_vec().into(),
+                    ..Default::default()
+                }
+            }
+            fn definition(&self) -> Result<Option<pb::$definition>, Error> {
+                use buffa::MessageView as _;
+                self.view()
+                    .response_definition
+                    .as_option()
+                    .map(|d| d.to_owned_message())
+                    .transpose()
+                    .map_err(|e| Error::from_source(volley::Code::Internal, e))
+            }
+        }
+    )*};
+}
+
+received! {
+    UnaryRequest => UnaryResponseDefinition,
+    IdempotentUnaryRequest => UnaryResponseDefinition,
+    ClientStreamRequest => UnaryResponseDefinition,
+    ServerStreamRequest => StreamResponseDefinition,
+    BidiStreamRequest => StreamResponseDefinition,
+}
+
+#[cfg(not(feature = "views"))]
+fn full_duplex(message: &pb::BidiStreamRequest) -> bool {
+    message.full_duplex
+}
+
+#[cfg(feature = "views")]
+fn full_duplex(message: &volley::View<pb::BidiStreamRequest>) -> bool {
+    message.view().full_duplex
+}
 
 /// What every response echoes about its request: headers, deadline, and GET query.
 struct Echo {
@@ -176,11 +252,11 @@ async fn unary_response(
 /// Reads every remaining message of a request stream, packed as `Any`s.
 async fn read_rest<M>(stream: &mut Streaming<M>, into: &mut Vec<Any>) -> Result<Vec<M>, Error>
 where
-    M: volley::Message + buffa::Message + buffa::MessageName,
+    M: volley::Message + Received,
 {
     let mut out = Vec::new();
     while let Some(message) = stream.message().await? {
-        into.push(to_any(&message));
+        into.push(message.packed());
         out.push(message);
     }
     Ok(out)
@@ -191,13 +267,12 @@ struct Conformance;
 impl pb::ConformanceService for Conformance {
     async fn unary(
         &self,
-        request: Request<pb::UnaryRequest>,
+        request: Request<In<pb::UnaryRequest>>,
     ) -> Result<Response<pb::UnaryResponse>, Error> {
         let echo = Echo::new(&request);
         let message = request.into_message();
-        let requests = vec![to_any(&message)];
-        let response =
-            unary_response(&echo, message.response_definition.as_option(), requests).await?;
+        let requests = vec![message.packed()];
+        let response = unary_response(&echo, message.definition()?.as_ref(), requests).await?;
         Ok(response.map(|payload| pb::UnaryResponse {
             payload: payload.into(),
             ..Default::default()
@@ -206,13 +281,12 @@ impl pb::ConformanceService for Conformance {
 
     async fn idempotent_unary(
         &self,
-        request: Request<pb::IdempotentUnaryRequest>,
+        request: Request<In<pb::IdempotentUnaryRequest>>,
     ) -> Result<Response<pb::IdempotentUnaryResponse>, Error> {
         let echo = Echo::new(&request);
         let message = request.into_message();
-        let requests = vec![to_any(&message)];
-        let response =
-            unary_response(&echo, message.response_definition.as_option(), requests).await?;
+        let requests = vec![message.packed()];
+        let response = unary_response(&echo, message.definition()?.as_ref(), requests).await?;
         Ok(response.map(|payload| pb::IdempotentUnaryResponse {
             payload: payload.into(),
             ..Default::default()
@@ -221,7 +295,7 @@ impl pb::ConformanceService for Conformance {
 
     async fn client_stream(
         &self,
-        request: Request<Streaming<pb::ClientStreamRequest>>,
+        request: Request<Streaming<In<pb::ClientStreamRequest>>>,
     ) -> Result<Response<pb::ClientStreamResponse>, Error> {
         let echo = Echo::new(&request);
         let mut stream = request.into_message();
@@ -229,8 +303,10 @@ impl pb::ConformanceService for Conformance {
         let messages = read_rest(&mut stream, &mut requests).await?;
         let def = messages
             .first()
-            .and_then(|m| m.response_definition.as_option());
-        let response = unary_response(&echo, def, requests).await?;
+            .map(Received::definition)
+            .transpose()?
+            .flatten();
+        let response = unary_response(&echo, def.as_ref(), requests).await?;
         Ok(response.map(|payload| pb::ClientStreamResponse {
             payload: payload.into(),
             ..Default::default()
@@ -239,12 +315,12 @@ impl pb::ConformanceService for Conformance {
 
     async fn server_stream(
         &self,
-        request: Request<pb::ServerStreamRequest>,
+        request: Request<In<pb::ServerStreamRequest>>,
     ) -> Result<Response<ResponseStream<pb::ServerStreamResponse>>, Error> {
         let echo = Echo::new(&request);
         let message = request.into_message();
-        let request_any = to_any(&message);
-        let Some(def) = message.response_definition.into_option() else {
+        let request_any = message.packed();
+        let Some(def) = message.definition()? else {
             return Ok(Response::new(empty_stream()));
         };
         let headers = metadata(&def.response_headers);
@@ -278,7 +354,7 @@ impl pb::ConformanceService for Conformance {
 
     async fn bidi_stream(
         &self,
-        request: Request<Streaming<pb::BidiStreamRequest>>,
+        request: Request<Streaming<In<pb::BidiStreamRequest>>>,
     ) -> Result<Response<ResponseStream<pb::BidiStreamResponse>>, Error> {
         let echo = Echo::new(&request);
         let mut stream = request.into_message();
@@ -286,9 +362,9 @@ impl pb::ConformanceService for Conformance {
         let Some(first) = stream.message().await? else {
             return Ok(Response::new(empty_stream()));
         };
-        requests.push(to_any(&first));
-        let full_duplex = first.full_duplex;
-        let def = first.response_definition.into_option().unwrap_or_default();
+        requests.push(first.packed());
+        let full_duplex = full_duplex(&first);
+        let def = first.definition()?.unwrap_or_default();
         let headers = metadata(&def.response_headers);
         let trailers = metadata(&def.response_trailers);
         if !full_duplex {
@@ -325,7 +401,7 @@ impl pb::ConformanceService for Conformance {
                     }
                     sent += 1;
                     match stream.message().await {
-                        Ok(Some(next)) => requests.push(to_any(&next)),
+                        Ok(Some(next)) => requests.push(next.packed()),
                         Ok(None) => break,
                         Err(e) => {
                             let _ = tx.send(Err(e)).await;
