@@ -44,6 +44,7 @@ fi
 step "build test binaries" cargo test --workspace --no-run
 step "unit, property and black-box tests" cargo test --workspace
 step "doc tests" cargo test --workspace --doc
+step "conformance programs with view handlers" cargo test -p conformance --features views
 step "docs build without warnings" scripts/checks.sh docs
 step "each example on its own features" scripts/checks.sh examples
 step "each runtime feature alone (cargo hack)" scripts/checks.sh features
