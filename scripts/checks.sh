@@ -7,7 +7,7 @@
 #                                      repository placed where nothing is beside it
 #   scripts/checks.sh features         each feature of volley-rpc alone, and none (cargo hack)
 #   scripts/checks.sh docs             cargo doc for the workspace with warnings denied
-#   scripts/checks.sh package          cargo package --workspace (the publishable crates)
+#   scripts/checks.sh package          cargo package --workspace, and the published crates verified
 #   scripts/checks.sh examples         tests each example and the conformance crate on its own,
 #                                      so features unified across the workspace cannot hide one
 #                                      a package forgot
@@ -74,6 +74,9 @@ docs() {
 }
 
 package() {
+  # Every package of the workspace packages cleanly...
+  cargo package --workspace --no-verify --allow-dirty
+  # ...and each published crate builds from its package alone, as crates.io would build it.
   local args=()
   for p in "${PUBLISHED[@]}"; do args+=(-p "$p"); done
   cargo package "${args[@]}" --allow-dirty
