@@ -208,6 +208,8 @@ pub(crate) trait ServerRules: Wire {
 /// The client half: the request head and the reading of the response's head and end.
 pub(crate) trait ClientRules: Wire {
     /// Whether the protocol needs HTTP/2 (cleartext clients then speak h2c from the start).
+    // Read only by the built-in transport (feature `client`).
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
     const REQUIRES_HTTP2: bool = false;
     /// The envelope flag of the final control frame, 0 when the protocol has none.
     const CONTROL_FLAG: u8;
@@ -272,6 +274,8 @@ impl Protocol {
     }
 
     /// Whether the protocol needs HTTP/2.
+    // Read only by the built-in transport (feature `client`).
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
     pub(crate) fn requires_http2(self) -> bool {
         rules!(self, P => P::REQUIRES_HTTP2)
     }
