@@ -215,17 +215,35 @@ async fn server_stream(
 ) -> Result<Response<ResponseStream<EchoResponse>>, Error> {
     let ctx = Context::of(&request);
     let message = request.message().clone();
-    let count = message.count.max(0);
     let error = requested_error(&message);
+    let stream = numbered_responses(
+        message.count,
+        message.fail_after,
+        error,
+        millis(message.delay_ms),
+        move |index| ctx.response(message.text.clone(), index, payload_for(&message), 1),
+    );
+    Ok(respond(stream, request.headers()))
+}
+
+/// The server stream both echo services send: `count` responses built by `respond(index)`,
+/// `delay` apart; with `error`, only the first `fail_after` of them, then the error.
+pub(crate) fn numbered_responses(
+    count: i32,
+    fail_after: i32,
+    error: Option<Error>,
+    delay: Duration,
+    respond: impl Fn(i32) -> EchoResponse + Send + Sync + 'static,
+) -> ResponseStream<EchoResponse> {
+    let count = count.max(0);
     let sent_before_error = if error.is_some() {
-        message.fail_after.clamp(0, count)
+        fail_after.clamp(0, count)
     } else {
         count
     };
-    let delay = millis(message.delay_ms);
+    let respond = std::sync::Arc::new(respond);
     let responses = futures_util::stream::unfold((0, error), move |(index, error)| {
-        let ctx = ctx.clone();
-        let message = message.clone();
+        let respond = respond.clone();
         async move {
             if index >= sent_before_error {
                 // The error (if any) ends the stream; the next round finds none and stops.
@@ -234,12 +252,10 @@ async fn server_stream(
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            let response = ctx.response(message.text.clone(), index, payload_for(&message), 1);
-            Some((Ok(response), (index + 1, error)))
+            Some((Ok(respond(index)), (index + 1, error)))
         }
     });
-    let stream: ResponseStream<EchoResponse> = Box::pin(responses);
-    Ok(respond(stream, request.headers()))
+    Box::pin(responses)
 }
 
 async fn client_stream(

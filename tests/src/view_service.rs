@@ -11,7 +11,9 @@ use crate::proto::volley::interop::v1::__buffa::view::EchoRequestView;
 use crate::proto::volley::interop::v1::{
     EchoRequest, EchoResponse, InteropService, register_interop_service,
 };
-use crate::service::{Context, fail, install_type_registry, millis, respond, spec_error};
+use crate::service::{
+    Context, fail, install_type_registry, millis, numbered_responses, respond, spec_error,
+};
 
 /// A router serving the interop service through view handlers (see the module docs).
 pub fn interop_view_router() -> Router {
@@ -86,30 +88,12 @@ impl InteropService for ViewInterop {
         // The view moves into the response stream: it owns its buffer, so it is `'static`.
         let message = request.message().clone();
         let view = checked(&message)?;
-        let count = view.count.max(0);
         let error = requested_error(view)?;
-        let sent_before_error = if error.is_some() {
-            view.fail_after.clamp(0, count)
-        } else {
-            count
-        };
-        let delay = millis(view.delay_ms);
-        let responses = futures_util::stream::unfold((0, error), move |(index, error)| {
-            let ctx = ctx.clone();
-            let message = message.clone();
-            async move {
-                if index >= sent_before_error {
-                    return error.map(|err| (Err(err), (index, None)));
-                }
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
-                }
-                let view = message.view();
-                let response = ctx.response(view.text.to_string(), index, payload_for(view), 1);
-                Some((Ok(response), (index + 1, error)))
-            }
+        let (count, fail_after, delay) = (view.count, view.fail_after, millis(view.delay_ms));
+        let stream = numbered_responses(count, fail_after, error, delay, move |index| {
+            let view = message.view();
+            ctx.response(view.text.to_string(), index, payload_for(view), 1)
         });
-        let stream: ResponseStream<EchoResponse> = Box::pin(responses);
         Ok(respond(stream, request.headers()))
     }
 
