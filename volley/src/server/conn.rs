@@ -1,0 +1,310 @@
+//! One connection: its task (idle and shutdown handling), the server's registry of
+//! connections, and the hyper service that counts calls in flight.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper_util::server::conn::auto;
+
+use super::body::{DrainOnDrop, ProgressTimeout};
+use super::{IDLE_CLOSE_GRACE, Limits};
+use crate::Router;
+use crate::request::{PeerAddr, PeerCertificates};
+use crate::stream::boxed_body;
+
+/// Drives one connection: graceful shutdown when the server stops or the connection has been
+/// idle too long, dropped (closed) when the server forces it.
+pub(super) async fn drive<C>(
+    conn: C,
+    registration: &Registration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    limits: &Limits,
+) where
+    C: Future + GracefulConnection,
+{
+    let shared = &registration.shared;
+    tokio::pin!(conn);
+    let mut closing = false;
+    let mut stop_open = true;
+    let mut check = tokio::time::Instant::now() + limits.header_read_timeout;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = shared.close.notified() => return,
+            changed = stop.changed(), if stop_open => {
+                if changed.is_err() || *stop.borrow() {
+                    stop_open = false;
+                    if !closing {
+                        conn.as_mut().begin_graceful_shutdown();
+                        closing = true;
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(check) => {
+                if closing {
+                    // Asked to close for idleness and still open: close it now.
+                    if shared.active() == 0 {
+                        return;
+                    }
+                    check = tokio::time::Instant::now() + limits.idle_timeout;
+                    continue;
+                }
+                let limit = if shared.served() { limits.idle_timeout } else { limits.header_read_timeout };
+                match shared.idle_for() {
+                    Some(idle) if idle >= limit => {
+                        tracing::debug!(idle_ms = idle.as_millis() as u64, "closing an idle connection");
+                        conn.as_mut().begin_graceful_shutdown();
+                        closing = true;
+                        // The peer has a second to read the GOAWAY before the connection goes.
+                        check = tokio::time::Instant::now() + IDLE_CLOSE_GRACE;
+                    }
+                    Some(idle) => check = tokio::time::Instant::now() + (limit - idle),
+                    None => check = tokio::time::Instant::now() + limit,
+                }
+            }
+        }
+    }
+}
+
+/// A connection that can be asked to finish.
+pub(super) trait GracefulConnection {
+    fn begin_graceful_shutdown(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S, E, B> GracefulConnection for auto::UpgradeableConnection<'_, I, S, E>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<crate::BoxError>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: http_body::Body + 'static,
+    B::Error: Into<crate::BoxError>,
+    E: auto::HttpServerConnExec<S::Future, B>,
+{
+    fn begin_graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// The server's connections.
+#[derive(Default)]
+pub(super) struct Tracker {
+    conns: Mutex<TrackerState>,
+    /// Notified (all waiters) each time a connection ends.
+    pub(super) ended: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct TrackerState {
+    next: u64,
+    conns: HashMap<u64, Arc<ConnShared>>,
+}
+
+impl Tracker {
+    pub(super) fn register(self: &Arc<Self>) -> Registration {
+        let shared = Arc::new(ConnShared::new());
+        let mut state = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let id = state.next;
+        state.next += 1;
+        state.conns.insert(id, shared.clone());
+        Registration {
+            tracker: self.clone(),
+            id,
+            shared,
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .conns
+            .len()
+    }
+
+    pub(super) fn close_all(&self) {
+        for conn in self
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .conns
+            .values()
+        {
+            conn.close.notify_one();
+        }
+    }
+
+    /// Closes the connection idle longest (no call in flight), preferring ones that never
+    /// started a call.
+    pub(super) fn shed_idle(&self) {
+        let state = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let victim = state
+            .conns
+            .values()
+            .filter(|c| !c.shed.load(Ordering::Relaxed))
+            .filter_map(|c| c.idle_for().map(|idle| (c.served(), idle, c)))
+            .max_by(|a, b| (!a.0, a.1).cmp(&(!b.0, b.1)));
+        if let Some((_, idle, conn)) = victim {
+            tracing::debug!(
+                idle_ms = idle.as_millis() as u64,
+                "shedding an idle connection"
+            );
+            conn.shed.store(true, Ordering::Relaxed);
+            conn.close.notify_one();
+        }
+    }
+}
+
+/// A connection's entry in the [`Tracker`], removed when dropped (when its task ends).
+pub(super) struct Registration {
+    tracker: Arc<Tracker>,
+    id: u64,
+    pub(super) shared: Arc<ConnShared>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.tracker
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .conns
+            .remove(&self.id);
+        self.tracker.ended.notify_waiters();
+    }
+}
+
+/// What a connection's task and its calls share.
+pub(super) struct ConnShared {
+    /// Calls in flight (until their response body is done or dropped).
+    active: AtomicUsize,
+    /// Whether a call ever started.
+    served: std::sync::atomic::AtomicBool,
+    /// Chosen to be closed for lack of descriptors or connections.
+    shed: std::sync::atomic::AtomicBool,
+    /// Since when no call is in flight.
+    idle_since: Mutex<std::time::Instant>,
+    /// Forced close.
+    pub(super) close: tokio::sync::Notify,
+}
+
+impl ConnShared {
+    fn new() -> Self {
+        Self {
+            active: AtomicUsize::new(0),
+            served: false.into(),
+            shed: false.into(),
+            idle_since: Mutex::new(std::time::Instant::now()),
+            close: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
+    fn served(&self) -> bool {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// How long no call has been in flight, `None` while one is.
+    fn idle_for(&self) -> Option<Duration> {
+        if self.active() > 0 {
+            return None;
+        }
+        Some(
+            self.idle_since
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed(),
+        )
+    }
+
+    fn begin_call(self: &Arc<Self>) -> CallGuard {
+        self.served.store(true, Ordering::Relaxed);
+        self.active.fetch_add(1, Ordering::AcqRel);
+        CallGuard(self.clone())
+    }
+}
+
+/// One call in flight on a connection.
+struct CallGuard(Arc<ConnShared>);
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        *self.0.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The hyper service for one connection.
+#[derive(Clone)]
+pub(super) struct Served {
+    pub(super) router: Router,
+    pub(super) peer: SocketAddr,
+    pub(super) certs: Option<PeerCertificates>,
+    pub(super) conn: Arc<ConnShared>,
+    pub(super) body_timeout: Option<Duration>,
+}
+
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Served {
+    type Response = http::Response<ServedBody>;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>,
+    >;
+
+    fn call(&self, request: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let guard = self.conn.begin_call();
+        let router = self.router.clone();
+        let certs = self.certs.clone();
+        let peer = self.peer;
+        let timeout = self.body_timeout;
+        Box::pin(async move {
+            let mut request = if request.version() < http::Version::HTTP_2 {
+                request
+                    .map(|body| boxed_body(DrainOnDrop(Some(ProgressTimeout::new(body, timeout)))))
+            } else {
+                request.map(|body| boxed_body(ProgressTimeout::new(body, timeout)))
+            };
+            request.extensions_mut().insert(PeerAddr(peer));
+            if let Some(certs) = certs {
+                request.extensions_mut().insert(certs);
+            }
+            let response = router.handle(request).await;
+            Ok(response.map(|body| ServedBody {
+                body,
+                _guard: guard,
+            }))
+        })
+    }
+}
+
+/// A response body that keeps its call counted as in flight until it is done or dropped.
+pub(super) struct ServedBody {
+    body: crate::Body,
+    _guard: CallGuard,
+}
+
+impl http_body::Body for ServedBody {
+    type Data = bytes::Bytes;
+    type Error = crate::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
