@@ -172,39 +172,82 @@ impl Error {
         err
     }
 
-    /// `canceled`.
+    /// A `canceled` error: the operation was canceled, typically by the caller. Local (see [`is_wire`](Self::is_wire)).
     pub fn canceled(message: impl Into<String>) -> Self {
         Self::new(Code::Canceled, message)
     }
-    /// `invalid_argument`.
+
+    /// A `unknown` error: an unknown error (also what an unrecognised error from elsewhere maps to). Local (see [`is_wire`](Self::is_wire)).
+    pub fn unknown(message: impl Into<String>) -> Self {
+        Self::new(Code::Unknown, message)
+    }
+
+    /// A `invalid_argument` error: the client specified an invalid argument, whatever the system's state. Local (see [`is_wire`](Self::is_wire)).
     pub fn invalid_argument(message: impl Into<String>) -> Self {
         Self::new(Code::InvalidArgument, message)
     }
-    /// `deadline_exceeded`.
+
+    /// A `deadline_exceeded` error: the deadline expired before the operation could complete. Local (see [`is_wire`](Self::is_wire)).
     pub fn deadline_exceeded(message: impl Into<String>) -> Self {
         Self::new(Code::DeadlineExceeded, message)
     }
-    /// `not_found`.
+
+    /// A `not_found` error: a requested entity was not found. Local (see [`is_wire`](Self::is_wire)).
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(Code::NotFound, message)
     }
-    /// `resource_exhausted`.
+
+    /// A `already_exists` error: the entity a client tried to create already exists. Local (see [`is_wire`](Self::is_wire)).
+    pub fn already_exists(message: impl Into<String>) -> Self {
+        Self::new(Code::AlreadyExists, message)
+    }
+
+    /// A `permission_denied` error: the caller is known but may not do this. Local (see [`is_wire`](Self::is_wire)).
+    pub fn permission_denied(message: impl Into<String>) -> Self {
+        Self::new(Code::PermissionDenied, message)
+    }
+
+    /// A `resource_exhausted` error: a resource (quota, space, message size) is exhausted. Local (see [`is_wire`](Self::is_wire)).
     pub fn resource_exhausted(message: impl Into<String>) -> Self {
         Self::new(Code::ResourceExhausted, message)
     }
-    /// `unimplemented`.
+
+    /// A `failed_precondition` error: the system is not in the state the operation requires. Local (see [`is_wire`](Self::is_wire)).
+    pub fn failed_precondition(message: impl Into<String>) -> Self {
+        Self::new(Code::FailedPrecondition, message)
+    }
+
+    /// A `aborted` error: the operation was aborted, typically by a concurrency conflict. Local (see [`is_wire`](Self::is_wire)).
+    pub fn aborted(message: impl Into<String>) -> Self {
+        Self::new(Code::Aborted, message)
+    }
+
+    /// A `out_of_range` error: the operation went past the valid range. Local (see [`is_wire`](Self::is_wire)).
+    pub fn out_of_range(message: impl Into<String>) -> Self {
+        Self::new(Code::OutOfRange, message)
+    }
+
+    /// A `unimplemented` error: the operation is not implemented or not supported. Local (see [`is_wire`](Self::is_wire)).
     pub fn unimplemented(message: impl Into<String>) -> Self {
         Self::new(Code::Unimplemented, message)
     }
-    /// `internal`.
+
+    /// A `internal` error: an internal invariant was broken. Local (see [`is_wire`](Self::is_wire)).
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(Code::Internal, message)
     }
-    /// `unavailable`.
+
+    /// A `unavailable` error: the service is unavailable for now; retrying may help. Local (see [`is_wire`](Self::is_wire)).
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(Code::Unavailable, message)
     }
-    /// `unauthenticated`.
+
+    /// A `data_loss` error: unrecoverable data loss or corruption. Local (see [`is_wire`](Self::is_wire)).
+    pub fn data_loss(message: impl Into<String>) -> Self {
+        Self::new(Code::DataLoss, message)
+    }
+
+    /// A `unauthenticated` error: the request lacks valid authentication credentials. Local (see [`is_wire`](Self::is_wire)).
     pub fn unauthenticated(message: impl Into<String>) -> Self {
         Self::new(Code::Unauthenticated, message)
     }
@@ -276,14 +319,61 @@ impl Error {
         self
     }
 
-    /// Whether the peer sent this error (as opposed to it arising locally).
+    /// Whether the peer sent this error, as opposed to it arising in this process.
+    ///
+    /// - **Wire** errors are the ones a client decoded from a response: a Connect error body
+    ///   or end-of-stream message, a `grpc-status` other than 0 in gRPC or gRPC-Web trailers
+    ///   (or a trailers-only response), and errors built with [`into_wire`](Self::into_wire).
+    /// - **Local** errors are everything else: every constructor ([`new`](Self::new),
+    ///   [`not_found`](Self::not_found), [`from_status_proto`](Self::from_status_proto), ...)
+    ///   builds one, and the client raises them itself for a connection failure
+    ///   (`unavailable`), an expired deadline (`deadline_exceeded`), a malformed response
+    ///   (`internal`, `unknown`), a message over the receive limit (`resource_exhausted`), or
+    ///   a call cancelled by dropping it.
+    ///
+    /// A server writes both kinds the same way. Proxies and retry policies use the difference:
+    /// only a wire error says what the peer decided.
     pub fn is_wire(&self) -> bool {
         self.inner.wire
     }
 
-    pub(crate) fn into_wire(mut self) -> Self {
+    /// Marks this error as received over the wire, for errors a peer sent by other means than
+    /// the protocol's error channel: a `google.rpc.Status` carried in a response message, a
+    /// status relayed from another transport. Everything else is kept.
+    ///
+    /// ```
+    /// use volley::{Code, Error};
+    ///
+    /// let err = Error::new(Code::Aborted, "lost a race").into_wire();
+    /// assert!(err.is_wire());
+    /// assert_eq!(err.code(), Code::Aborted);
+    /// ```
+    pub fn into_wire(mut self) -> Self {
         self.inner.wire = true;
         self
+    }
+
+    /// A wire error (see [`is_wire`](Self::is_wire)) from a binary-encoded `google.rpc.Status`
+    /// (code, message and details); `None` when the bytes are malformed or the code is OK (0)
+    /// or unknown. A generated `google.rpc.Status` message becomes one through its encoding:
+    /// `Error::from_wire_status(&status.encode_to_vec())`.
+    ///
+    /// ```
+    /// use volley::{Code, Error, ErrorDetail};
+    ///
+    /// // A status a bidi response message carried, encoded as google.rpc.Status.
+    /// let sent = Error::not_found("no row 7").with_detail(ErrorDetail::new("acme.Row", vec![8, 7]));
+    /// let bytes = sent.to_status_proto();
+    ///
+    /// let received = Error::from_wire_status(&bytes).expect("a non-OK status");
+    /// assert!(received.is_wire());
+    /// assert_eq!(received.code(), Code::NotFound);
+    /// assert_eq!(received.message(), "no row 7");
+    /// assert_eq!(received.details()[0].type_name(), "acme.Row");
+    /// assert!(Error::from_wire_status(&[]).is_none(), "an empty Status is OK, not an error");
+    /// ```
+    pub fn from_wire_status(status: &[u8]) -> Option<Self> {
+        Self::from_status_proto(status).map(Self::into_wire)
     }
 
     /// Whether the code is `deadline_exceeded`.
@@ -356,7 +446,8 @@ impl Error {
         out
     }
 
-    /// Decodes a `google.rpc.Status`; `None` when malformed or its code is OK.
+    /// Decodes a `google.rpc.Status`; `None` when malformed or its code is OK. The error is
+    /// local; [`from_wire_status`](Self::from_wire_status) decodes one received from a peer.
     pub fn from_status_proto(bytes: &[u8]) -> Option<Self> {
         let mut code = 0u64;
         let mut message = String::new();
