@@ -54,6 +54,7 @@ pub enum BuffaLayout {
 
 /// The plugin's parsed options.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct PluginOptions {
     /// Generator options.
     pub options: Options,

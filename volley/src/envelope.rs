@@ -17,6 +17,7 @@ pub const RESERVE_CHUNK: usize = 16 * 1024;
 
 /// One framed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Envelope {
     /// The flags byte.
     pub flags: u8,
@@ -25,6 +26,14 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// An envelope with `flags` around `data`.
+    pub fn new(flags: u8, data: impl Into<Bytes>) -> Self {
+        Self {
+            flags,
+            data: data.into(),
+        }
+    }
+
     /// Whether the compressed flag is set.
     pub fn is_compressed(&self) -> bool {
         self.flags & FLAG_COMPRESSED != 0
@@ -41,6 +50,7 @@ pub fn encode(flags: u8, data: &[u8], out: &mut BytesMut) {
 
 /// A frame declared longer than the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TooLarge {
     /// The declared length.
     pub len: usize,

@@ -67,7 +67,7 @@ fn call_info(input: &CallInput) -> CallInfo {
         spec: input.spec,
         protocol: input.protocol,
         side: Side::Server,
-        peer: input.extensions.get::<crate::PeerAddr>().map(|p| p.0),
+        peer: crate::peer::peer_addr(&input.extensions),
         deadline: input.deadline,
     }
 }
@@ -202,8 +202,8 @@ where
             Ok(UnaryResponse::from_parts(Box::new(m), h, t))
         })
     });
-    let request = UnaryRequest::new(info, headers, extensions, Box::new(message));
-    let (m, h, t) = run_unary(&chain, endpoint, request)
+    let request = UnaryRequest::from_parts(info, headers, extensions, Box::new(message));
+    let (m, h, t, _) = run_unary(&chain, endpoint, request)
         .await?
         .into_message::<Res>()?;
     Ok(Response::from_parts(m, h, t))

@@ -101,6 +101,47 @@ pub fn is_reserved(name: &HeaderName) -> bool {
         )
 }
 
+/// Parses a header name and a text value, as the header builders take them; an
+/// `invalid_argument` error names what is wrong.
+pub fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), crate::Error> {
+    let name = parse_name(name)?;
+    let value = HeaderValue::from_str(value).map_err(|_| {
+        crate::Error::invalid_argument(format!(
+            "invalid value for header {name}: control characters other than tab are not allowed"
+        ))
+    })?;
+    Ok((name, value))
+}
+
+/// Parses a binary (`-bin`) header name and encodes `value` as its base64 value.
+pub fn parse_binary_header(
+    name: &str,
+    value: &[u8],
+) -> Result<(HeaderName, HeaderValue), crate::Error> {
+    let name = parse_name(name)?;
+    if !name.as_str().ends_with("-bin") {
+        return Err(crate::Error::invalid_argument(format!(
+            "binary header {name} must end in -bin"
+        )));
+    }
+    Ok((name, encode_binary_header(value)))
+}
+
+fn parse_name(name: &str) -> Result<HeaderName, crate::Error> {
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| crate::Error::invalid_argument(format!("invalid header name {name:?}")))
+}
+
+/// The panicking form the infallible builders use: a literal name or value that is not a
+/// valid header is a bug at the call site, like `HeaderValue::from_static`.
+#[track_caller]
+pub(crate) fn expect_valid<T>(result: Result<T, crate::Error>) -> T {
+    match result {
+        Ok(x) => x,
+        Err(e) => panic!("{}", e.message()),
+    }
+}
+
 /// Copies every non-reserved header of `from` into `to`.
 pub(crate) fn copy_user_headers(from: &HeaderMap, to: &mut HeaderMap) {
     for (name, value) in from {
@@ -138,6 +179,23 @@ mod tests {
         assert_eq!(decode_binary_header(&padded).unwrap(), vec![0xfb, 0xff]);
         assert_eq!(decode_binary_header(&urlsafe).unwrap(), vec![0xfb, 0xff]);
         assert!(decode_binary_header(&HeaderValue::from_static("!!")).is_none());
+    }
+
+    #[test]
+    fn header_parsing_reports_what_is_wrong() {
+        assert!(parse_header("x-ok", "fine value").is_ok());
+        let err = parse_header("bad name", "v").unwrap_err();
+        assert_eq!(err.code(), crate::Code::InvalidArgument);
+        assert_eq!(err.message(), r#"invalid header name "bad name""#);
+        let err = parse_header("x-a", "line\nbreak").unwrap_err();
+        assert!(
+            err.message().contains("invalid value for header x-a"),
+            "{err}"
+        );
+        let err = parse_binary_header("x-a", &[1]).unwrap_err();
+        assert_eq!(err.message(), "binary header x-a must end in -bin");
+        let (n, v) = parse_binary_header("x-a-bin", &[0xfb, 0xff]).unwrap();
+        assert_eq!((n.as_str(), v.to_str().unwrap()), ("x-a-bin", "+/8"));
     }
 
     #[test]

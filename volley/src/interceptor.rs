@@ -28,7 +28,7 @@ use crate::{Error, Protocol, Spec};
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Which end of the call an interceptor runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
     /// In a [`Router`](crate::Router).
     Server,
@@ -37,7 +37,11 @@ pub enum Side {
 }
 
 /// What an interceptor knows about the call.
+///
+/// Fields may be added: outside this crate, build one with [`CallInfo::new`] (to test an
+/// interceptor) and set the public fields.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct CallInfo {
     /// The method.
     pub spec: Spec,
@@ -51,7 +55,21 @@ pub struct CallInfo {
     pub deadline: Option<Instant>,
 }
 
+impl CallInfo {
+    /// About a call of `spec` in `protocol` on `side`, with no peer and no deadline.
+    pub fn new(spec: Spec, protocol: Protocol, side: Side) -> Self {
+        Self {
+            spec,
+            protocol,
+            side,
+            peer: None,
+            deadline: None,
+        }
+    }
+}
+
 /// A unary request as interceptors see it: metadata plus the typed message behind `dyn Any`.
+#[non_exhaustive]
 pub struct UnaryRequest {
     /// About the call.
     pub info: CallInfo,
@@ -72,7 +90,13 @@ impl std::fmt::Debug for UnaryRequest {
 }
 
 impl UnaryRequest {
-    pub(crate) fn new(
+    /// A request carrying `message` (the method's request type), with no headers or
+    /// extensions: for testing an interceptor by calling it directly.
+    pub fn new<T: Send + 'static>(info: CallInfo, message: T) -> Self {
+        Self::from_parts(info, HeaderMap::new(), Extensions::new(), Box::new(message))
+    }
+
+    pub(crate) fn from_parts(
         info: CallInfo,
         headers: HeaderMap,
         extensions: Extensions,
@@ -102,11 +126,15 @@ impl UnaryRequest {
 }
 
 /// A unary response as interceptors see it.
+#[non_exhaustive]
 pub struct UnaryResponse {
     /// Response headers.
     pub headers: HeaderMap,
     /// Response trailers.
     pub trailers: HeaderMap,
+    /// Response extensions (client side: the [`ConnectionInfo`](crate::ConnectionInfo) of the
+    /// connection the call used). Not sent anywhere.
+    pub extensions: Extensions,
     message: Box<dyn Any + Send>,
 }
 
@@ -126,6 +154,7 @@ impl UnaryResponse {
         Self {
             headers: HeaderMap::new(),
             trailers: HeaderMap::new(),
+            extensions: Extensions::new(),
             message: Box::new(message),
         }
     }
@@ -138,6 +167,7 @@ impl UnaryResponse {
         Self {
             headers,
             trailers,
+            extensions: Extensions::new(),
             message,
         }
     }
@@ -152,9 +182,11 @@ impl UnaryResponse {
         self.message.downcast_mut()
     }
 
-    pub(crate) fn into_message<T: 'static>(self) -> Result<(T, HeaderMap, HeaderMap), Error> {
+    pub(crate) fn into_message<T: 'static>(
+        self,
+    ) -> Result<(T, HeaderMap, HeaderMap, Extensions), Error> {
         match self.message.downcast::<T>() {
-            Ok(m) => Ok((*m, self.headers, self.trailers)),
+            Ok(m) => Ok((*m, self.headers, self.trailers, self.extensions)),
             Err(_) => Err(Error::internal(
                 "an interceptor replaced the response with a message of another type",
             )),

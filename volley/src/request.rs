@@ -92,9 +92,45 @@ impl<T> Request<T> {
         &mut self.extensions
     }
 
-    /// The peer's address, when served by the built-in server.
+    /// The peer's address: set by the built-in server, and under axum from its
+    /// `ConnectInfo<SocketAddr>` (with volley's `axum` feature; see
+    /// [`ConnectionInfo`](crate::ConnectionInfo)).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.extensions.get::<PeerAddr>().map(|p| p.0)
+        crate::peer::peer_addr(&self.extensions)
+    }
+
+    /// The connection the request arrived on (server side): addresses, and for TLS the server
+    /// name the client asked for (SNI), the ALPN protocol and the client's certificates.
+    /// Always set by the built-in server; see [`ConnectionInfo`](crate::ConnectionInfo) for
+    /// axum.
+    pub fn connection(&self) -> Option<&crate::ConnectionInfo> {
+        self.extensions.get()
+    }
+
+    /// The TLS session the request arrived on, if any (server side).
+    pub fn tls(&self) -> Option<&crate::TlsInfo> {
+        self.connection().and_then(|c| c.tls.as_deref())
+    }
+
+    /// The HTTP method of the request the call arrived in (`POST`, or `GET` for Connect GET);
+    /// set on the server side.
+    pub fn method(&self) -> Option<&http::Method> {
+        self.request_line().map(|l| &l.method)
+    }
+
+    /// The request URI as the server received it (path, and for Connect GET the query);
+    /// set on the server side.
+    pub fn uri(&self) -> Option<&http::Uri> {
+        self.request_line().map(|l| &l.uri)
+    }
+
+    /// The HTTP version the call arrived over; set on the server side.
+    pub fn http_version(&self) -> Option<http::Version> {
+        self.request_line().map(|l| l.version)
+    }
+
+    fn request_line(&self) -> Option<&crate::peer::RequestLine> {
+        self.extensions.get()
     }
 
     /// When the caller's deadline expires, if it sent one.
@@ -125,22 +161,19 @@ impl<T> Request<T> {
     }
 }
 
-/// A response: a message (or a message stream), headers and trailers.
+/// A response: a message (or a message stream), headers, trailers and extensions.
 #[derive(Debug)]
 pub struct Response<T> {
     message: T,
     headers: HeaderMap,
     trailers: HeaderMap,
+    extensions: Extensions,
 }
 
 impl<T> Response<T> {
     /// A response carrying `message`, with no metadata.
     pub fn new(message: T) -> Self {
-        Self {
-            message,
-            headers: HeaderMap::new(),
-            trailers: HeaderMap::new(),
-        }
+        Self::from_parts(message, HeaderMap::new(), HeaderMap::new())
     }
 
     pub(crate) fn from_parts(message: T, headers: HeaderMap, trailers: HeaderMap) -> Self {
@@ -148,7 +181,27 @@ impl<T> Response<T> {
             message,
             headers,
             trailers,
+            extensions: Extensions::new(),
         }
+    }
+
+    /// Extensions: on a client's response, the [`ConnectionInfo`](crate::ConnectionInfo) of
+    /// the connection the call used (when the transport reports it). Not sent anywhere.
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    /// Extensions, mutable.
+    pub fn extensions_mut(&mut self) -> &mut Extensions {
+        &mut self.extensions
+    }
+
+    /// The connection the call used (client side): the server's address, and for TLS the
+    /// server name sent (SNI), the ALPN protocol and the server's certificates. The built-in
+    /// HTTP transport always reports it; another [`Transport`](crate::Transport) may, by
+    /// setting a `ConnectionInfo` response extension.
+    pub fn connection(&self) -> Option<&crate::ConnectionInfo> {
+        self.extensions.get()
     }
 
     /// The message (or stream).
@@ -169,6 +222,10 @@ impl<T> Response<T> {
     /// Splits into message, headers and trailers.
     pub fn into_parts(self) -> (T, HeaderMap, HeaderMap) {
         (self.message, self.headers, self.trailers)
+    }
+
+    pub(crate) fn into_all(self) -> (T, HeaderMap, HeaderMap, Extensions) {
+        (self.message, self.headers, self.trailers, self.extensions)
     }
 
     /// Response headers.
@@ -192,26 +249,51 @@ impl<T> Response<T> {
         &mut self.trailers
     }
 
-    /// Builder: adds a header. Invalid names or values are ignored.
-    pub fn with_header(mut self, name: &str, value: &str) -> Self {
-        if let (Ok(n), Ok(v)) = (
-            http::HeaderName::from_bytes(name.as_bytes()),
-            http::HeaderValue::from_str(value),
-        ) {
-            self.headers.append(n, v);
-        }
-        self
+    /// Builder: adds a header.
+    ///
+    /// # Panics
+    ///
+    /// When `name` or `value` is not valid in a header: meant for literals. Values from
+    /// elsewhere go through [`try_with_header`](Self::try_with_header).
+    #[track_caller]
+    pub fn with_header(self, name: &str, value: &str) -> Self {
+        crate::headers::expect_valid(self.try_with_header(name, value))
     }
 
-    /// Builder: adds a trailer. Invalid names or values are ignored.
-    pub fn with_trailer(mut self, name: &str, value: &str) -> Self {
-        if let (Ok(n), Ok(v)) = (
-            http::HeaderName::from_bytes(name.as_bytes()),
-            http::HeaderValue::from_str(value),
-        ) {
-            self.trailers.append(n, v);
-        }
-        self
+    /// Builder: adds a header; an `invalid_argument` error when `name` or `value` is not
+    /// valid in a header.
+    pub fn try_with_header(mut self, name: &str, value: &str) -> Result<Self, crate::Error> {
+        let (n, v) = crate::headers::parse_header(name, value)?;
+        self.headers.append(n, v);
+        Ok(self)
+    }
+
+    /// Builder: adds a trailer.
+    ///
+    /// # Panics
+    ///
+    /// When `name` or `value` is not valid in a header; see
+    /// [`try_with_trailer`](Self::try_with_trailer).
+    #[track_caller]
+    pub fn with_trailer(self, name: &str, value: &str) -> Self {
+        crate::headers::expect_valid(self.try_with_trailer(name, value))
+    }
+
+    /// Builder: adds a trailer; an `invalid_argument` error when `name` or `value` is not
+    /// valid in a header.
+    ///
+    /// ```
+    /// use volley::{Code, Response};
+    ///
+    /// let ok = Response::new(()).try_with_trailer("x-cost", "3").unwrap();
+    /// assert_eq!(ok.trailers()["x-cost"], "3");
+    /// let err = Response::new(()).try_with_trailer("x cost", "3").unwrap_err();
+    /// assert_eq!(err.code(), Code::InvalidArgument);
+    /// ```
+    pub fn try_with_trailer(mut self, name: &str, value: &str) -> Result<Self, crate::Error> {
+        let (n, v) = crate::headers::parse_header(name, value)?;
+        self.trailers.append(n, v);
+        Ok(self)
     }
 
     /// Maps the message, keeping the metadata.
@@ -220,6 +302,7 @@ impl<T> Response<T> {
             message: f(self.message),
             headers: self.headers,
             trailers: self.trailers,
+            extensions: self.extensions,
         }
     }
 }

@@ -321,6 +321,8 @@ impl Inner {
             return classified.or_fallback().not_found(&err);
         };
         let spec = route.spec;
+        let mut parts = parts;
+        crate::peer::prepare(&mut parts);
         let get_allowed =
             spec.stream_type == StreamType::Unary && spec.idempotency == Idempotency::NoSideEffects;
         if parts.method == Method::GET && get_allowed {

@@ -38,7 +38,11 @@ pub enum Idempotency {
 }
 
 /// A method's static description: its path, stream type and idempotency.
+///
+/// Built with [`Spec::new`] (a `const fn`, as generated code does); fields may be added, so it
+/// cannot be built with a struct literal outside this crate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Spec {
     /// The HTTP path, `/package.Service/Method`.
     pub procedure: &'static str,

@@ -13,7 +13,7 @@ use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::BoxError;
+use crate::{BoxError, ConnectionInfo};
 
 /// Connects to a URI's authority: plain TCP for `http`, TLS over TCP for `https`.
 #[derive(Clone)]
@@ -64,8 +64,11 @@ impl tower_service::Service<Uri> for Connector {
                 let host = uri.host().ok_or("https URI without a host")?;
                 let host = host.trim_start_matches('[').trim_end_matches(']');
                 let name = rustls_pki_types::ServerName::try_from(host.to_owned())?;
+                // rustls sends SNI for DNS names only.
+                let sni = matches!(name, rustls_pki_types::ServerName::DnsName(_))
+                    .then(|| host.to_owned());
                 let stream = tls.connect(name, tcp.into_inner()).await?;
-                Ok(Stream::Tls(Box::new(TokioIo::new(stream))))
+                Ok(Stream::Tls(Box::new(TokioIo::new(stream)), sni))
             }
             #[cfg(not(feature = "tls"))]
             {
@@ -80,17 +83,35 @@ impl tower_service::Service<Uri> for Connector {
 pub(crate) enum Stream {
     Plain(TokioIo<TcpStream>),
     #[cfg(feature = "tls")]
-    Tls(Box<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>),
+    /// A TLS stream and the server name sent (SNI), if any.
+    Tls(
+        Box<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>,
+        Option<String>,
+    ),
 }
 
 impl Connection for Stream {
+    /// The connection's description; hyper-util sets its extra, a [`ConnectionInfo`], on every
+    /// response received over it.
     fn connected(&self) -> Connected {
         match self {
-            Self::Plain(tcp) => tcp.connected(),
+            Self::Plain(tcp) => {
+                let info = tcp_info(tcp.inner());
+                tcp.connected().extra(info)
+            }
             #[cfg(feature = "tls")]
-            Self::Tls(tls) => {
+            Self::Tls(tls, sni) => {
                 let (tcp, session) = tls.inner().get_ref();
                 let connected = tcp.connected();
+                let info = tcp_info(tcp).with_tls(crate::TlsInfo::new(
+                    sni.clone(),
+                    session.alpn_protocol().map(<[u8]>::to_vec),
+                    session
+                        .peer_certificates()
+                        .map(|c| c.iter().map(|c| c.as_ref().to_vec()).collect())
+                        .unwrap_or_default(),
+                ));
+                let connected = connected.extra(info);
                 if session.alpn_protocol() == Some(b"h2") {
                     connected.negotiated_h2()
                 } else {
@@ -99,6 +120,12 @@ impl Connection for Stream {
             }
         }
     }
+}
+
+fn tcp_info(tcp: &TcpStream) -> ConnectionInfo {
+    let mut info = ConnectionInfo::new(tcp.peer_addr().ok());
+    info.local_addr = tcp.local_addr().ok();
+    info
 }
 
 impl hyper::rt::Read for Stream {
@@ -110,7 +137,7 @@ impl hyper::rt::Read for Stream {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
             #[cfg(feature = "tls")]
-            Self::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+            Self::Tls(s, _) => Pin::new(&mut **s).poll_read(cx, buf),
         }
     }
 }
@@ -124,7 +151,7 @@ impl hyper::rt::Write for Stream {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
             #[cfg(feature = "tls")]
-            Self::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+            Self::Tls(s, _) => Pin::new(&mut **s).poll_write(cx, buf),
         }
     }
 
@@ -132,7 +159,7 @@ impl hyper::rt::Write for Stream {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_flush(cx),
             #[cfg(feature = "tls")]
-            Self::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+            Self::Tls(s, _) => Pin::new(&mut **s).poll_flush(cx),
         }
     }
 
@@ -140,7 +167,7 @@ impl hyper::rt::Write for Stream {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
             #[cfg(feature = "tls")]
-            Self::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+            Self::Tls(s, _) => Pin::new(&mut **s).poll_shutdown(cx),
         }
     }
 
@@ -152,7 +179,7 @@ impl hyper::rt::Write for Stream {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             #[cfg(feature = "tls")]
-            Self::Tls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
+            Self::Tls(s, _) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -160,7 +187,7 @@ impl hyper::rt::Write for Stream {
         match self {
             Self::Plain(s) => s.is_write_vectored(),
             #[cfg(feature = "tls")]
-            Self::Tls(s) => s.is_write_vectored(),
+            Self::Tls(s, _) => s.is_write_vectored(),
         }
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::http::header::{CONTENT_TYPE, HeaderValue};
-use ::http::{HeaderMap, HeaderName, Method, Uri};
+use ::http::{HeaderMap, Method, Uri};
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use futures_util::StreamExt as _;
@@ -24,7 +24,7 @@ use crate::headers;
 use crate::interceptor::Observers;
 use crate::protocol::{ClientHead, ContentType, Protocol, connect};
 use crate::stream::{Body, FrameWriter, Streaming, full_body};
-use crate::{Error, Idempotency, Response, Spec};
+use crate::{ConnectionInfo, Error, Idempotency, Response, Spec};
 
 #[cfg(feature = "client")]
 pub use self::http::{HttpTransport, HttpVersion};
@@ -152,15 +152,32 @@ impl ClientConfig {
         self
     }
 
-    /// A header sent on every call. Invalid names or values are ignored.
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            self.headers.append(n, v);
-        }
-        self
+    /// A header sent on every call.
+    ///
+    /// # Panics
+    ///
+    /// When `name` is not a valid header name or `value` not a valid header value (a control
+    /// character, a non-ASCII byte): meant for literals, like `HeaderValue::from_static`. For
+    /// values from elsewhere (a token read from a file), use [`try_header`](Self::try_header).
+    #[track_caller]
+    pub fn header(self, name: &str, value: &str) -> Self {
+        headers::expect_valid(self.try_header(name, value))
+    }
+
+    /// A header sent on every call; an `invalid_argument` error when `name` or `value` is not
+    /// valid in a header.
+    ///
+    /// ```
+    /// use volley::{ClientConfig, Code};
+    ///
+    /// let config = ClientConfig::new("http://127.0.0.1:8080").unwrap();
+    /// let err = config.try_header("x-token", "two\nlines").unwrap_err();
+    /// assert_eq!(err.code(), Code::InvalidArgument);
+    /// ```
+    pub fn try_header(mut self, name: &str, value: &str) -> Result<Self, Error> {
+        let (n, v) = headers::parse_header(name, value)?;
+        self.headers.append(n, v);
+        Ok(self)
     }
 
     /// Uses Connect GET for side-effect-free methods (default off); URLs longer than
@@ -225,24 +242,53 @@ impl CallOptions {
         self
     }
 
-    /// A header for this call (`-bin` names take raw bytes via [`with_binary_header`](Self::with_binary_header)).
-    /// Invalid names or values are ignored.
-    pub fn with_header(mut self, name: &str, value: &str) -> Self {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            self.headers.append(n, v);
-        }
-        self
+    /// A header for this call (`-bin` names take raw bytes via
+    /// [`with_binary_header`](Self::with_binary_header)).
+    ///
+    /// # Panics
+    ///
+    /// When `name` or `value` is not valid in a header: meant for literals. Values from
+    /// elsewhere go through [`try_with_header`](Self::try_with_header).
+    #[track_caller]
+    pub fn with_header(self, name: &str, value: &str) -> Self {
+        headers::expect_valid(self.try_with_header(name, value))
+    }
+
+    /// A header for this call; an `invalid_argument` error when `name` or `value` is not
+    /// valid in a header.
+    ///
+    /// ```
+    /// use volley::{CallOptions, Code};
+    ///
+    /// let token = "secret\r\nx-injected: 1"; // e.g. read from a file
+    /// let err = CallOptions::new()
+    ///     .try_with_header("authorization", &format!("Bearer {token}"))
+    ///     .unwrap_err();
+    /// assert_eq!(err.code(), Code::InvalidArgument);
+    /// ```
+    pub fn try_with_header(mut self, name: &str, value: &str) -> Result<Self, Error> {
+        let (n, v) = headers::parse_header(name, value)?;
+        self.headers.append(n, v);
+        Ok(self)
     }
 
     /// A binary header (name must end in `-bin`), sent base64-encoded.
-    pub fn with_binary_header(mut self, name: &str, value: &[u8]) -> Self {
-        if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
-            self.headers.append(n, headers::encode_binary_header(value));
-        }
-        self
+    ///
+    /// # Panics
+    ///
+    /// When `name` is not a valid header name or does not end in `-bin`; see
+    /// [`try_with_binary_header`](Self::try_with_binary_header).
+    #[track_caller]
+    pub fn with_binary_header(self, name: &str, value: &[u8]) -> Self {
+        headers::expect_valid(self.try_with_binary_header(name, value))
+    }
+
+    /// A binary header; an `invalid_argument` error when `name` is not a valid header name or
+    /// does not end in `-bin`.
+    pub fn try_with_binary_header(mut self, name: &str, value: &[u8]) -> Result<Self, Error> {
+        let (n, v) = headers::parse_binary_header(name, value)?;
+        self.headers.append(n, v);
+        Ok(self)
     }
 
     /// Headers for this call, mutable.
@@ -481,19 +527,23 @@ impl<T: Transport> Client<T> {
                         "an interceptor replaced the request with a message of another type",
                     )
                 })?;
-                let (m, h, t) = this
+                let (m, h, t, e) = this
                     .unary_prepared::<Req, Res>(spec, message, p)
                     .await?
-                    .into_parts();
-                Ok(UnaryResponse::from_parts(Box::new(m), h, t))
+                    .into_all();
+                let mut response = UnaryResponse::from_parts(Box::new(m), h, t);
+                response.extensions = e;
+                Ok(response)
             })
         });
         let request =
-            UnaryRequest::new(info, headers, ::http::Extensions::new(), Box::new(request));
-        let (m, h, t) = run_unary(&chain, endpoint, request)
+            UnaryRequest::from_parts(info, headers, ::http::Extensions::new(), Box::new(request));
+        let (m, h, t, e) = run_unary(&chain, endpoint, request)
             .await?
             .into_message::<Res>()?;
-        Ok(Response::from_parts(m, h, t))
+        let mut response = Response::from_parts(m, h, t);
+        *response.extensions_mut() = e;
+        Ok(response)
     }
 
     async fn unary_prepared<Req: Message, Res: Message>(
@@ -509,8 +559,9 @@ impl<T: Transport> Client<T> {
                 self.connect_unary(&spec, p, encoded).await
             } else {
                 let body = full_body(frame_one(&p.writer, p.content_type, encoded)?);
-                let (headers, mut stream) = self.open_stream::<Res>(&spec, p, body).await?;
-                read::finish_unary(headers, &mut stream).await
+                let (headers, mut stream, connection) =
+                    self.open_stream::<Res>(&spec, p, body).await?;
+                with_connection(read::finish_unary(headers, &mut stream).await?, connection)
             }
         };
         with_deadline(deadline, call).await
@@ -547,22 +598,29 @@ impl<T: Transport> Client<T> {
             |method, uri| self.request_head(&p, method, uri),
         )?;
         let response = self.transport.send(request).await?;
-        connect::read_unary_response(response, &p).await
+        let connection = connection_of(&response);
+        with_connection(
+            connect::read_unary_response(response, &p).await?,
+            connection,
+        )
     }
 
-    /// Sends an enveloped request and returns the response headers and message stream.
+    /// Sends an enveloped request and returns the response headers, message stream and the
+    /// connection used.
     async fn open_stream<Res: Message>(
         &self,
         spec: &Spec,
         p: Prepared,
         body: Body,
-    ) -> Result<(HeaderMap, Streaming<Res>), Error> {
+    ) -> Result<(HeaderMap, Streaming<Res>, Option<ConnectionInfo>), Error> {
         let request = self
             .request_head(&p, Method::POST, self.uri_for(spec, None)?)
             .body(body)
             .map_err(|e| Error::internal(format!("building request: {e}")))?;
         let response = self.transport.send(request).await?;
-        read::open_response(response, &p)
+        let connection = connection_of(&response);
+        let (headers, stream) = read::open_response(response, &p)?;
+        Ok((headers, stream, connection))
     }
 
     /// Calls a server-streaming method.
@@ -587,7 +645,7 @@ impl<T: Transport> Client<T> {
         let opened =
             tracing::Instrument::instrument(with_deadline(deadline, open), span.clone()).await;
         record_status(&span, opened.as_ref().err());
-        let (headers, stream) = match opened {
+        let (headers, stream, connection) = match opened {
             Ok(x) => x,
             Err(e) => {
                 if let Some(o) = &observers {
@@ -597,7 +655,10 @@ impl<T: Transport> Client<T> {
             }
         };
         let stream = read::with_stream_deadline(stream, deadline).observed(observers, true);
-        Ok(Response::from_parts(stream, headers, HeaderMap::new()))
+        with_connection(
+            Response::from_parts(stream, headers, HeaderMap::new()),
+            connection,
+        )
     }
 
     /// Calls a client-streaming method with the messages of `requests`.
@@ -618,9 +679,9 @@ impl<T: Transport> Client<T> {
         let body = request_body(&p, requests, observers.clone());
         let span = self.span(&spec);
         let call = async move {
-            let (headers, stream) = self.open_stream::<Res>(&spec, p, body).await?;
+            let (headers, stream, connection) = self.open_stream::<Res>(&spec, p, body).await?;
             let mut stream = stream.observed(observers.clone(), true);
-            read::finish_unary(headers, &mut stream).await
+            with_connection(read::finish_unary(headers, &mut stream).await?, connection)
         };
         let result =
             tracing::Instrument::instrument(with_deadline(deadline, call), span.clone()).await;
@@ -642,8 +703,8 @@ impl<T: Transport> Client<T> {
         let body = request_body(&p, tokio_stream_from(rx), observers.clone());
         let this = self.clone();
         let open = async move {
-            let (headers, stream) = this.open_stream::<Res>(&spec, p, body).await?;
-            Ok((headers, stream.observed(observers, true)))
+            let (headers, stream, connection) = this.open_stream::<Res>(&spec, p, body).await?;
+            Ok((headers, stream.observed(observers, true), connection))
         };
         Ok(BidiStream::new(
             tx,
@@ -661,6 +722,22 @@ where
     pub fn transport(&self) -> &T {
         &self.transport
     }
+}
+
+/// The connection a transport reported on its response.
+fn connection_of<B>(response: &::http::Response<B>) -> Option<ConnectionInfo> {
+    response.extensions().get::<ConnectionInfo>().cloned()
+}
+
+/// Puts the connection the call used on its response.
+fn with_connection<T>(
+    mut response: Response<T>,
+    connection: Option<ConnectionInfo>,
+) -> Result<Response<T>, Error> {
+    if let Some(c) = connection {
+        response.extensions_mut().insert(c);
+    }
+    Ok(response)
 }
 
 /// Records the call's outcome on its span.

@@ -301,11 +301,14 @@ pub(crate) fn deadline_attributed(err: Error, deadline: Instant) -> Error {
     }
 }
 
+/// What opening a bidi stream yields: response headers, messages, the connection used.
+type Opened<Res> = (HeaderMap, Streaming<Res>, Option<crate::ConnectionInfo>);
+
 type OpenFuture<Res> =
-    Pin<Box<dyn std::future::Future<Output = Result<(HeaderMap, Streaming<Res>), Error>> + Send>>;
+    Pin<Box<dyn std::future::Future<Output = Result<Opened<Res>, Error>> + Send>>;
 
 enum Receive<Res> {
-    Opening(tokio::task::JoinHandle<Result<(HeaderMap, Streaming<Res>), Error>>),
+    Opening(tokio::task::JoinHandle<Result<Opened<Res>, Error>>),
     Open(HeaderMap, Streaming<Res>),
     Failed(Option<Error>),
 }
@@ -322,6 +325,7 @@ impl<Res> Drop for Receive<Res> {
 /// The receiving half of a bidirectional stream.
 pub struct BidiReceiver<Res> {
     state: Receive<Res>,
+    connection: Option<crate::ConnectionInfo>,
 }
 
 /// The sending half of a bidirectional stream.
@@ -349,8 +353,8 @@ impl<Req: Message, Res: Message> BidiStream<Req, Res> {
         deadline: Option<Instant>,
     ) -> Self {
         let handle = tokio::spawn(async move {
-            let (headers, stream) = open.await?;
-            Ok((headers, with_stream_deadline(stream, deadline)))
+            let (headers, stream, connection) = open.await?;
+            Ok((headers, with_stream_deadline(stream, deadline), connection))
         });
         Self {
             sender: BidiSender {
@@ -358,6 +362,7 @@ impl<Req: Message, Res: Message> BidiStream<Req, Res> {
             },
             receiver: BidiReceiver {
                 state: Receive::Opening(handle),
+                connection: None,
             },
         }
     }
@@ -385,6 +390,12 @@ impl<Req: Message, Res: Message> BidiStream<Req, Res> {
     /// The trailers, complete once the stream has ended.
     pub fn trailers(&self) -> HeaderMap {
         self.receiver.trailers()
+    }
+
+    /// The connection the stream uses (waits for the response headers); `None` when the
+    /// transport does not report it. See [`Response::connection`](crate::Response::connection).
+    pub async fn connection(&mut self) -> Result<Option<crate::ConnectionInfo>, Error> {
+        self.receiver.connection().await
     }
 
     /// Splits into halves usable from separate tasks.
@@ -420,7 +431,10 @@ impl<Res: Message> BidiReceiver<Res> {
                 Err(e) => Err(Error::canceled(format!("the call task ended: {e}"))),
             };
             self.state = match result {
-                Ok((h, s)) => Receive::Open(h, s),
+                Ok((h, s, c)) => {
+                    self.connection = c;
+                    Receive::Open(h, s)
+                }
                 Err(e) => Receive::Failed(Some(e)),
             };
         }
@@ -437,6 +451,13 @@ impl<Res: Message> BidiReceiver<Res> {
                 .unwrap_or_else(|| Error::canceled("the call already failed"))),
             Receive::Opening(_) => Err(Error::internal("stream not open")),
         }
+    }
+
+    /// The connection the stream uses (waits for the response headers); `None` when the
+    /// transport does not report it.
+    pub async fn connection(&mut self) -> Result<Option<crate::ConnectionInfo>, Error> {
+        self.headers().await?;
+        Ok(self.connection.clone())
     }
 
     /// The next response message; `Ok(None)` at a clean end.

@@ -246,6 +246,7 @@ pub(super) struct Served {
     pub(super) router: Router,
     pub(super) peer: SocketAddr,
     pub(super) certs: Option<PeerCertificates>,
+    pub(super) connection: crate::ConnectionInfo,
     pub(super) conn: Arc<ConnShared>,
     pub(super) body_timeout: Option<Duration>,
 }
@@ -261,6 +262,7 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Served {
         let guard = self.conn.begin_call();
         let router = self.router.clone();
         let certs = self.certs.clone();
+        let connection = self.connection.clone();
         let peer = self.peer;
         let timeout = self.body_timeout;
         Box::pin(async move {
@@ -271,6 +273,7 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Served {
                 request.map(|body| boxed_body(ProgressTimeout::new(body, timeout)))
             };
             request.extensions_mut().insert(PeerAddr(peer));
+            request.extensions_mut().insert(connection);
             if let Some(certs) = certs {
                 request.extensions_mut().insert(certs);
             }

@@ -297,11 +297,14 @@ impl Server {
             let stop = stop_rx.clone();
             #[cfg(feature = "tls")]
             let acceptor = acceptor.clone();
+            let mut connection = crate::ConnectionInfo::new(Some(peer));
+            connection.local_addr = stream.local_addr().ok();
             tokio::spawn(async move {
                 let served = Served {
                     router,
                     peer,
                     certs: None,
+                    connection,
                     conn: conn.shared.clone(),
                     body_timeout: limits.body_progress_timeout,
                 };
@@ -326,7 +329,18 @@ impl Server {
                         tls.get_ref().1.peer_certificates().map(|c| {
                             PeerCertificates(c.iter().map(|c| c.as_ref().to_vec()).collect())
                         });
-                    let served = Served { certs, ..served };
+                    let session = tls.get_ref().1;
+                    let info = crate::TlsInfo::new(
+                        session.server_name().map(str::to_owned),
+                        session.alpn_protocol().map(<[u8]>::to_vec),
+                        certs.as_ref().map(|c| c.0.clone()).unwrap_or_default(),
+                    );
+                    let connection = served.connection.clone().with_tls(info);
+                    let served = Served {
+                        certs,
+                        connection,
+                        ..served
+                    };
                     let http = builder.serve_connection_with_upgrades(TokioIo::new(tls), served);
                     drive(http, &conn, stop, &limits).await;
                     return;
