@@ -19,6 +19,17 @@ pub trait Message: Sized + Send + Sync + 'static {
     fn encode_json(&self, buf: &mut BytesMut) -> Result<(), Error>;
     /// Decodes canonical proto3 JSON.
     fn decode_json(bytes: &[u8]) -> Result<Self, Error>;
+
+    /// The binary protobuf encoding in a new buffer, after `headroom` zero bytes that the
+    /// runtime fills with a frame prefix (so framing never copies the message). The default
+    /// calls [`encode_proto`](Self::encode_proto); implement it to allocate once when the
+    /// encoded size is known before writing.
+    fn encode_proto_after(&self, headroom: usize) -> Result<BytesMut, Error> {
+        let mut buf = BytesMut::with_capacity(headroom);
+        buf.resize(headroom, 0);
+        self.encode_proto(&mut buf)?;
+        Ok(buf)
+    }
 }
 
 impl<T> Message for T
@@ -26,8 +37,23 @@ where
     T: buffa::Message + serde::Serialize + serde::de::DeserializeOwned + 'static,
 {
     fn encode_proto(&self, buf: &mut BytesMut) -> Result<(), Error> {
-        self.try_encode(buf)
-            .map_err(|e| Error::from_source(Code::Internal, e))
+        // Size first, then one exact reservation: the buffer never regrows mid-encode.
+        let mut sizes = buffa::SizeCache::new();
+        let size = buffa::checked_encode_size(self.compute_size(&mut sizes))
+            .map_err(|e| Error::from_source(Code::Internal, e))?;
+        buf.reserve(size as usize);
+        self.write_to(&mut sizes, buf);
+        Ok(())
+    }
+
+    fn encode_proto_after(&self, headroom: usize) -> Result<BytesMut, Error> {
+        let mut sizes = buffa::SizeCache::new();
+        let size = buffa::checked_encode_size(self.compute_size(&mut sizes))
+            .map_err(|e| Error::from_source(Code::Internal, e))?;
+        let mut buf = BytesMut::with_capacity(headroom + size as usize);
+        buf.resize(headroom, 0);
+        self.write_to(&mut sizes, &mut buf);
+        Ok(buf)
     }
 
     fn decode_proto(bytes: Bytes) -> Result<Self, Error> {
@@ -94,6 +120,23 @@ impl Codec {
         match self {
             Codec::Proto => message.encode_proto(buf),
             Codec::Json => message.encode_json(buf),
+        }
+    }
+
+    /// Encodes `message` into a new buffer after `headroom` zero bytes.
+    pub(crate) fn encode_after<M: Message>(
+        self,
+        message: &M,
+        headroom: usize,
+    ) -> Result<BytesMut, Error> {
+        match self {
+            Codec::Proto => message.encode_proto_after(headroom),
+            Codec::Json => {
+                let mut buf = BytesMut::with_capacity(headroom + 64);
+                buf.resize(headroom, 0);
+                message.encode_json(&mut buf)?;
+                Ok(buf)
+            }
         }
     }
 

@@ -87,13 +87,13 @@ impl Decoder {
         Self { limit }
     }
 
-    /// Takes the next whole envelope off the front of `buf`, if there is one.
-    pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Envelope>, TooLarge> {
-        if buf.len() < PREFIX_LEN {
+    /// The flags and declared length of the envelope at the front of `bytes`, once its
+    /// prefix has arrived.
+    fn prefix(&self, bytes: &[u8]) -> Result<Option<(u8, usize)>, TooLarge> {
+        let Some(prefix) = bytes.first_chunk::<PREFIX_LEN>() else {
             return Ok(None);
-        }
-        let flags = buf[0];
-        let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+        };
+        let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
         // The gRPC-Web trailers frame is metadata, not a message: it is bounded by the same
         // limit to keep memory use in check, but never reported as a message size.
         if len > self.limit {
@@ -102,6 +102,28 @@ impl Decoder {
                 limit: self.limit,
             });
         }
+        Ok(Some((prefix[0], len)))
+    }
+
+    /// Takes the next whole envelope off the front of `chunk` without copying (the payload
+    /// shares `chunk`'s memory), if the chunk holds one; otherwise leaves it untouched.
+    pub fn decode_shared(&self, chunk: &mut Bytes) -> Result<Option<Envelope>, TooLarge> {
+        let Some((flags, len)) = self.prefix(chunk)? else {
+            return Ok(None);
+        };
+        if chunk.len() < PREFIX_LEN + len {
+            return Ok(None);
+        }
+        chunk.advance(PREFIX_LEN);
+        let data = chunk.split_to(len);
+        Ok(Some(Envelope { flags, data }))
+    }
+
+    /// Takes the next whole envelope off the front of `buf`, if there is one.
+    pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Envelope>, TooLarge> {
+        let Some((flags, len)) = self.prefix(buf)? else {
+            return Ok(None);
+        };
         if buf.len() < PREFIX_LEN + len {
             buf.reserve((PREFIX_LEN + len - buf.len()).min(RESERVE_CHUNK));
             return Ok(None);

@@ -15,21 +15,22 @@ use crate::codec::{Codec, Message};
 use crate::interceptor::{
     CallInfo, Endpoint, Interceptor, Observers, Side, UnaryRequest, UnaryResponse, run_unary,
 };
-use crate::stream::{RawStream, ResponseStream, Streaming};
+use crate::stream::{Encoded, EncodedStream, FrameReader, RawStream, ResponseStream, Streaming};
 use crate::{Error, Request, Response, Spec};
 
 /// Incoming messages, before decoding.
 pub(crate) enum Input {
     /// A Connect unary body (already decompressed).
     Single(Bytes),
-    /// Enveloped messages.
-    Stream(RawStream),
+    /// Enveloped messages, read as the handler asks for them (a unary handler reads one
+    /// without boxing the reader; a streaming one gets it as a [`RawStream`]).
+    Envelopes(FrameReader),
 }
 
 /// Outgoing messages, encoded but not compressed or framed.
 pub(crate) enum Output {
-    Single(Bytes),
-    Stream(RawStream),
+    Single(Encoded),
+    Stream(EncodedStream),
 }
 
 pub(crate) struct CallInput {
@@ -76,14 +77,18 @@ fn call_info(input: &CallInput) -> CallInfo {
 async fn single(input: Input, spec: &Spec) -> Result<Bytes, Error> {
     match input {
         Input::Single(b) => Ok(b),
-        Input::Stream(mut s) => {
-            let first = s.next().await.transpose()?.ok_or_else(|| {
-                Error::unimplemented(format!(
-                    "unary request for {} has zero messages",
-                    spec.procedure
-                ))
-            })?;
-            if s.next().await.transpose()?.is_some() {
+        Input::Envelopes(mut reader) => {
+            let first = std::future::poll_fn(|cx| reader.poll_message(cx))
+                .await
+                .transpose()?
+                .ok_or_else(|| {
+                    Error::unimplemented(format!(
+                        "unary request for {} has zero messages",
+                        spec.procedure
+                    ))
+                })?;
+            let second = std::future::poll_fn(|cx| reader.poll_message(cx)).await;
+            if second.transpose()?.is_some() {
                 return Err(Error::unimplemented(format!(
                     "unary request for {} has multiple messages",
                     spec.procedure
@@ -97,21 +102,21 @@ async fn single(input: Input, spec: &Spec) -> Result<Bytes, Error> {
 fn into_stream(input: Input) -> RawStream {
     match input {
         Input::Single(b) => Box::pin(futures_util::stream::once(async move { Ok(b) })),
-        Input::Stream(s) => s,
+        Input::Envelopes(mut reader) => Box::pin(futures_util::stream::poll_fn(move |cx| {
+            reader.poll_message(cx)
+        })),
     }
 }
 
-fn encode_one<M: Message>(codec: Codec, message: &M) -> Result<Bytes, Error> {
-    let mut buf = bytes::BytesMut::new();
-    codec.encode(message, &mut buf)?;
-    Ok(buf.freeze())
+fn encode_one<M: Message>(codec: Codec, message: &M) -> Result<Encoded, Error> {
+    Encoded::new(codec, message)
 }
 
 fn encode_stream<M: Message>(
     codec: Codec,
     stream: ResponseStream<M>,
     observers: Option<Observers>,
-) -> RawStream {
+) -> EncodedStream {
     Box::pin(stream.map(move |item| {
         item.and_then(|m| {
             if let Some(o) = &observers {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_core::Stream;
 use http::HeaderMap;
 use http::header::{CONTENT_TYPE, HeaderValue};
@@ -16,7 +16,7 @@ use crate::compression::Compression;
 use crate::handler::{CallOutput, Output};
 use crate::headers;
 use crate::protocol::ContentType;
-use crate::stream::{Body, FrameWriter, RawStream};
+use crate::stream::{Body, Encoded, FrameWriter};
 use crate::{Code, Error};
 
 /// Everything the writer needs to know about the call.
@@ -47,22 +47,26 @@ fn streaming(call: Call, out: CallOutput) -> http::Response<Body> {
         );
     }
     headers::copy_user_headers(&out.headers, &mut res_headers);
-    let messages: RawStream = match out.output {
-        Output::Single(b) => Box::pin(futures_util::stream::once(async move { Ok(b) })),
-        Output::Stream(s) => s,
+    let (messages, deadline) = match out.output {
+        // A unary answer is already made: nothing to catch, and no deadline left to enforce
+        // (it applied to the handler that made it).
+        Output::Single(b) => (Messages::One(Some(b)), None),
+        Output::Stream(s) => (
+            Messages::Many(Box::pin(futures_util::StreamExt::catch_unwind(
+                std::panic::AssertUnwindSafe(s),
+            ))),
+            call.deadline
+                .map(|d| Box::pin(tokio::time::sleep_until(d.into()))),
+        ),
     };
     let guard = crate::interceptor::EndGuard(out.observers.clone());
     let body = ResponseBody {
         observers: guard,
-        messages: Some(Box::pin(futures_util::StreamExt::catch_unwind(
-            std::panic::AssertUnwindSafe(messages),
-        ))),
+        messages: Some(messages),
         writer: call.writer,
         content_type: ct,
         trailers: out.trailers,
-        deadline: call
-            .deadline
-            .map(|d| Box::pin(tokio::time::sleep_until(d.into()))),
+        deadline,
         done: false,
     };
     let mut res = http::Response::new(http_body_util::BodyExt::boxed_unsync(body));
@@ -70,15 +74,34 @@ fn streaming(call: Call, out: CallOutput) -> http::Response<Body> {
     res
 }
 
-type CaughtStream =
-    Pin<Box<dyn Stream<Item = Result<Result<Bytes, Error>, Box<dyn std::any::Any + Send>>> + Send>>;
+type CaughtStream = Pin<
+    Box<dyn Stream<Item = Result<Result<Encoded, Error>, Box<dyn std::any::Any + Send>>> + Send>,
+>;
+
+/// The messages of a response: one already encoded (unary), or a handler's stream.
+enum Messages {
+    One(Option<Encoded>),
+    Many(CaughtStream),
+}
+
+impl Messages {
+    fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Result<Encoded, Error>, Box<dyn std::any::Any + Send>>>> {
+        match self {
+            Messages::One(message) => Poll::Ready(message.take().map(|m| Ok(Ok(m)))),
+            Messages::Many(stream) => stream.as_mut().poll_next(cx),
+        }
+    }
+}
 
 /// The body of every enveloped response: frames each message as it comes, enforces the
 /// deadline, and closes with the protocol's end of stream.
 struct ResponseBody {
     /// Told how the stream ended; dropped unfinished (the peer went away), it reports `canceled`.
     observers: crate::interceptor::EndGuard,
-    messages: Option<CaughtStream>,
+    messages: Option<Messages>,
     writer: FrameWriter,
     content_type: ContentType,
     trailers: HeaderMap,
@@ -118,20 +141,17 @@ impl http_body::Body for ResponseBody {
         let Some(messages) = self.messages.as_mut() else {
             return Poll::Ready(None);
         };
-        let frame = match messages.as_mut().poll_next(cx) {
+        let frame = match messages.poll_next(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(None) => self.finish(None),
             Poll::Ready(Some(Err(_panic))) => {
                 self.finish(Some(Error::internal("handler panicked")))
             }
             Poll::Ready(Some(Ok(Err(err)))) => self.finish(Some(err)),
-            Poll::Ready(Some(Ok(Ok(encoded)))) => {
-                let mut out = BytesMut::new();
-                match self.writer.write_frame(encoded, &mut out) {
-                    Ok(()) => Frame::data(self.content_type.body_chunk(out.freeze())),
-                    Err(err) => self.finish(Some(err)),
-                }
-            }
+            Poll::Ready(Some(Ok(Ok(encoded)))) => match self.writer.frame(encoded) {
+                Ok(framed) => Frame::data(self.content_type.body_chunk(framed)),
+                Err(err) => self.finish(Some(err)),
+            },
         };
         Poll::Ready(Some(Ok(frame)))
     }

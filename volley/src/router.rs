@@ -41,6 +41,8 @@ struct Route {
 struct Inner {
     routes: HashMap<&'static str, Route>,
     compression: Registry,
+    /// The accept-encoding value advertised on every response, made once from `compression`.
+    accept_encoding: Option<HeaderValue>,
     receive_limit: usize,
     send_limit: usize,
     require_protocol_header: bool,
@@ -113,6 +115,7 @@ impl Router {
             inner: Arc::new(Inner {
                 routes: HashMap::new(),
                 compression: Registry::default(),
+                accept_encoding: accept_encoding(&Registry::default()),
                 receive_limit: DEFAULT_RECEIVE_LIMIT,
                 send_limit: usize::MAX,
                 require_protocol_header: false,
@@ -194,7 +197,9 @@ impl Router {
 
     /// Sets the compression algorithms accepted and offered (default: all built-in ones).
     pub fn compression(mut self, registry: Registry) -> Self {
-        self.inner_mut().compression = registry;
+        let inner = self.inner_mut();
+        inner.accept_encoding = accept_encoding(&registry);
+        inner.compression = registry;
         self
     }
 
@@ -309,13 +314,13 @@ impl Inner {
             return cors.preflight(request.headers());
         }
         let (parts, body) = request.into_parts();
-        let content_type = parts
-            .headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let classified = classify(&content_type);
+        let classified = classify(
+            parts
+                .headers
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+        );
         let Some(route) = self.routes.get(parts.uri.path()) else {
             let err = Error::unimplemented(format!("unknown procedure {}", parts.uri.path()));
             return classified.or_fallback().not_found(&err);
@@ -355,24 +360,12 @@ impl Inner {
         } else {
             let source = FrameSource::new(body, self.receive_limit, ct.is_text(), body_error)
                 .with_budget(self.budget.as_ref());
-            let mut reader = FrameReader::new(
+            Input::Envelopes(FrameReader::new(
                 source,
                 head.request_compression.clone(),
                 self.receive_limit,
                 0,
-            );
-            let raw = futures_util::stream::poll_fn(move |cx| {
-                reader.poll_frame(cx).map(|f| {
-                    f.map(|r| {
-                        r.map(|frame| match frame {
-                            crate::stream::Frame::Message(b) | crate::stream::Frame::Control(b) => {
-                                b
-                            }
-                        })
-                    })
-                })
-            });
-            Input::Stream(Box::pin(raw))
+            ))
         };
         self.call(route, ct, head, parts.headers, parts.extensions, input)
             .await
@@ -451,11 +444,8 @@ impl Inner {
     /// (`grpc-accept-encoding`, `connect-accept-encoding`, or `accept-encoding` for Connect
     /// unary), as connect-go and grpc-go do.
     fn advertise_encodings(&self, ct: ContentType, h: &mut HeaderMap) {
-        let accepted = self.compression.accept_header();
-        if !accepted.is_empty()
-            && let Ok(v) = HeaderValue::from_str(&accepted)
-        {
-            h.insert(ct.encoding_headers().1, v);
+        if let Some(v) = &self.accept_encoding {
+            h.insert(ct.encoding_headers().1, v.clone());
         }
     }
 
@@ -582,6 +572,15 @@ impl Inner {
         )
         .await
     }
+}
+
+/// The value of the accept-encoding headers for `registry`, `None` when it has no algorithm.
+fn accept_encoding(registry: &Registry) -> Option<HeaderValue> {
+    let accepted = registry.accept_header();
+    if accepted.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&accepted).ok()
 }
 
 fn deadline_from(timeout: Duration) -> Instant {

@@ -53,6 +53,18 @@ where
     B::Error: Into<BoxError>,
 {
     use http_body_util::BodyExt as _;
+    // Already a `Body` (a router called as a tower service by a server that boxes its
+    // bodies): pass it through rather than boxing the box.
+    let mut slot = Some(body);
+    if let Some(body) = (&mut slot as &mut dyn std::any::Any)
+        .downcast_mut::<Option<Body>>()
+        .and_then(Option::take)
+    {
+        return body;
+    }
+    let Some(body) = slot else {
+        return empty_body();
+    };
     fn to_box<E: Into<BoxError>>(e: E) -> BoxError {
         e.into()
     }
@@ -64,6 +76,10 @@ where
 /// Reads envelopes from an HTTP body, base64-decoding first for gRPC-Web text.
 pub(crate) struct FrameSource {
     body: Body,
+    /// The rest of the last data chunk, read in place while `buf` is empty: a message that
+    /// arrives whole in one chunk (the common case) is never copied.
+    chunk: Bytes,
+    /// Bytes of an envelope that spans chunks, gathered.
     buf: BytesMut,
     decoder: Decoder,
     done: bool,
@@ -83,6 +99,7 @@ impl FrameSource {
     ) -> Self {
         Self {
             body,
+            chunk: Bytes::new(),
             buf: BytesMut::new(),
             decoder: Decoder::new(limit),
             done: false,
@@ -106,10 +123,12 @@ impl FrameSource {
         let Some(charge) = &mut self.charge else {
             return Ok(());
         };
-        let held = self.buf.capacity() + self.text.as_ref().map_or(0, Vec::capacity);
+        let held =
+            self.buf.capacity() + self.chunk.len() + self.text.as_ref().map_or(0, Vec::capacity);
         if let Err(e) = charge.hold(held) {
             self.done = true;
             self.buf = BytesMut::new();
+            self.chunk = Bytes::new();
             self.text = self.text.take().map(|_| Vec::new());
             let _ = charge.hold(0);
             return Err(e);
@@ -131,6 +150,8 @@ impl FrameSource {
 
     fn feed(&mut self, data: Bytes) -> Result<(), Error> {
         match &mut self.text {
+            // `chunk` is always empty here: it is consumed or moved to `buf` before a read.
+            None if self.buf.is_empty() => self.chunk = data,
             None => self.buf.extend_from_slice(&data),
             Some(pending) => {
                 pending.extend(data.iter().copied().filter(|b| !b.is_ascii_whitespace()));
@@ -147,6 +168,20 @@ impl FrameSource {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<Envelope>, Error>> {
         loop {
+            if !self.chunk.is_empty() {
+                match self.decoder.decode_shared(&mut self.chunk) {
+                    Ok(Some(env)) => return Poll::Ready(Ok(Some(env))),
+                    Ok(None) => {
+                        // A partial envelope: gather it (and what follows) in `buf`.
+                        let rest = std::mem::take(&mut self.chunk);
+                        self.buf.extend_from_slice(&rest);
+                        self.account()?;
+                    }
+                    Err(too_large) => {
+                        return Poll::Ready(Err(Error::resource_exhausted(too_large.to_string())));
+                    }
+                }
+            }
             match self.decoder.decode(&mut self.buf) {
                 Ok(Some(env)) => return Poll::Ready(Ok(Some(env))),
                 Ok(None) => {}
@@ -287,6 +322,15 @@ impl FrameReader {
             control_flag,
             pending: None,
         }
+    }
+
+    /// The next message's bytes, control frames included (servers read no control frames).
+    pub(crate) fn poll_message(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Error>>> {
+        self.poll_frame(cx)
+            .map(|frame| frame.map(|r| r.map(|(Frame::Message(b) | Frame::Control(b))| b)))
     }
 
     pub(crate) fn poll_frame(
@@ -448,6 +492,44 @@ impl<M: Message> Stream for Streaming<M> {
     }
 }
 
+/// An encoded outgoing message with room for its envelope prefix in front: framing fills the
+/// prefix in place, and a Connect unary body drops it, so the message is written once.
+pub(crate) struct Encoded(BytesMut);
+
+/// A stream of encoded outgoing messages.
+pub(crate) type EncodedStream =
+    Pin<Box<dyn Stream<Item = Result<Encoded, Error>> + Send + 'static>>;
+
+impl Encoded {
+    /// Encodes `message` with `codec`.
+    pub(crate) fn new<M: Message>(codec: Codec, message: &M) -> Result<Self, Error> {
+        codec
+            .encode_after(message, envelope::PREFIX_LEN)
+            .map(Encoded)
+    }
+
+    /// The encoded message.
+    fn message(&self) -> &[u8] {
+        &self.0[envelope::PREFIX_LEN..]
+    }
+
+    /// The encoded message alone, without copying.
+    fn into_message(self) -> Bytes {
+        let mut buf = self.0;
+        bytes::Buf::advance(&mut buf, envelope::PREFIX_LEN);
+        buf.freeze()
+    }
+
+    /// The message in an uncompressed envelope, without copying.
+    fn into_frame(self) -> Bytes {
+        let mut buf = self.0;
+        let len = u32::try_from(buf.len() - envelope::PREFIX_LEN).unwrap_or(u32::MAX);
+        buf[0] = 0;
+        buf[1..envelope::PREFIX_LEN].copy_from_slice(&len.to_be_bytes());
+        buf.freeze()
+    }
+}
+
 /// Encodes, compresses (above the size threshold) and frames outgoing messages.
 #[derive(Clone)]
 pub(crate) struct FrameWriter {
@@ -458,43 +540,51 @@ pub(crate) struct FrameWriter {
 }
 
 impl FrameWriter {
-    /// Compresses an encoded message if worthwhile; returns the bytes and whether compressed.
-    pub(crate) fn compress(&self, encoded: Bytes) -> Result<(Bytes, bool), Error> {
-        if encoded.len() > self.send_limit {
+    /// Checks the send limit, then compresses the message if worthwhile (`None` when not).
+    fn compressed(&self, encoded: &Encoded) -> Result<Option<Vec<u8>>, Error> {
+        let message = encoded.message();
+        if message.len() > self.send_limit {
             return Err(Error::resource_exhausted(format!(
                 "message size {} exceeds the send limit of {} bytes",
-                encoded.len(),
+                message.len(),
                 self.send_limit
             )));
         }
         match &self.compression {
-            Some(algo) if encoded.len() >= self.min_size => {
-                let mut out = Vec::with_capacity(encoded.len() / 2);
-                algo.compress(&encoded, &mut out)
+            Some(algo) if message.len() >= self.min_size => {
+                let mut out = Vec::with_capacity(message.len() / 2);
+                algo.compress(message, &mut out)
                     .map_err(|e| Error::from_source(Code::Internal, e))?;
-                Ok((Bytes::from(out), true))
+                Ok(Some(out))
             }
-            _ => Ok((encoded, false)),
+            _ => Ok(None),
         }
     }
 
-    /// Frames an encoded message into `out`.
-    pub(crate) fn write_frame(&self, encoded: Bytes, out: &mut BytesMut) -> Result<(), Error> {
-        let (data, compressed) = self.compress(encoded)?;
-        let flags = if compressed {
-            envelope::FLAG_COMPRESSED
-        } else {
-            0
-        };
-        envelope::encode(flags, &data, out);
-        Ok(())
+    /// An un-enveloped message (a Connect unary body), compressed if worthwhile; returns the
+    /// bytes and whether they are compressed.
+    pub(crate) fn compress(&self, encoded: Encoded) -> Result<(Bytes, bool), Error> {
+        Ok(match self.compressed(&encoded)? {
+            Some(compressed) => (Bytes::from(compressed), true),
+            None => (encoded.into_message(), false),
+        })
+    }
+
+    /// A message in its envelope, compressed if worthwhile.
+    pub(crate) fn frame(&self, encoded: Encoded) -> Result<Bytes, Error> {
+        Ok(match self.compressed(&encoded)? {
+            Some(compressed) => {
+                let mut out = BytesMut::with_capacity(envelope::PREFIX_LEN + compressed.len());
+                envelope::encode(envelope::FLAG_COMPRESSED, &compressed, &mut out);
+                out.freeze()
+            }
+            None => encoded.into_frame(),
+        })
     }
 
     /// Encodes a message with the codec.
-    pub(crate) fn encode<M: Message>(&self, message: &M) -> Result<Bytes, Error> {
-        let mut buf = BytesMut::new();
-        self.codec.encode(message, &mut buf)?;
-        Ok(buf.freeze())
+    pub(crate) fn encode<M: Message>(&self, message: &M) -> Result<Encoded, Error> {
+        Encoded::new(self.codec, message)
     }
 }
 

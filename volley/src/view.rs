@@ -126,6 +126,13 @@ where
         Ok(())
     }
 
+    fn encode_proto_after(&self, headroom: usize) -> Result<BytesMut, Error> {
+        let mut buf = BytesMut::with_capacity(headroom + self.bytes().len());
+        buf.resize(headroom, 0);
+        buf.extend_from_slice(self.bytes());
+        Ok(buf)
+    }
+
     fn decode_proto(bytes: Bytes) -> Result<Self, Error> {
         Self::decode(bytes)
     }

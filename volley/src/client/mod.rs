@@ -13,17 +13,16 @@ use std::time::{Duration, Instant};
 
 use ::http::header::{CONTENT_TYPE, HeaderValue};
 use ::http::{HeaderMap, Method, Uri};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_core::Stream;
 use futures_util::StreamExt as _;
 
 use crate::codec::{Codec, Message};
 use crate::compression::{Compression, Registry};
-use crate::envelope;
 use crate::headers;
 use crate::interceptor::Observers;
 use crate::protocol::{ClientHead, ContentType, Protocol, connect};
-use crate::stream::{Body, FrameWriter, Streaming, full_body};
+use crate::stream::{Body, Encoded, FrameWriter, Streaming, full_body};
 use crate::{ConnectionInfo, Error, Idempotency, Response, Spec};
 
 #[cfg(feature = "client")]
@@ -586,7 +585,7 @@ impl<T: Transport> Client<T> {
         &self,
         spec: &Spec,
         p: Prepared,
-        encoded: Bytes,
+        encoded: Encoded,
     ) -> Result<Response<Res>, Error> {
         let get_url_limit = (self.config.use_get && spec.idempotency == Idempotency::NoSideEffects)
             .then_some(self.config.get_url_limit);
@@ -748,10 +747,8 @@ fn record_status(span: &tracing::Span, error: Option<&Error>) {
 }
 
 /// One message, framed as the call's body carries it.
-fn frame_one(writer: &FrameWriter, ct: ContentType, encoded: Bytes) -> Result<Bytes, Error> {
-    let mut out = BytesMut::with_capacity(encoded.len() + envelope::PREFIX_LEN);
-    writer.write_frame(encoded, &mut out)?;
-    Ok(ct.body_chunk(out.freeze()))
+fn frame_one(writer: &FrameWriter, ct: ContentType, encoded: Encoded) -> Result<Bytes, Error> {
+    Ok(ct.body_chunk(writer.frame(encoded)?))
 }
 
 fn tokio_stream_from<T: Send + 'static>(

@@ -41,11 +41,12 @@ use crate::{Code, Error, Response, StreamType, envelope};
 pub(crate) struct Connect;
 
 impl Wire for Connect {
-    fn content_type(ct: ContentType) -> String {
-        if ct.variant {
-            format!("application/{}", ct.codec.name())
-        } else {
-            format!("application/connect+{}", ct.codec.name())
+    fn content_type(ct: ContentType) -> &'static str {
+        match (ct.variant, ct.codec) {
+            (true, Codec::Proto) => "application/proto",
+            (true, Codec::Json) => "application/json",
+            (false, Codec::Proto) => "application/connect+proto",
+            (false, Codec::Json) => "application/connect+json",
         }
     }
 
@@ -294,7 +295,7 @@ pub(crate) fn read_get<'a>(
 /// message as the body. `uri` builds the URL for a query; `head` the request head.
 pub(crate) fn unary_request(
     p: &Prepared,
-    encoded: Bytes,
+    encoded: crate::stream::Encoded,
     get_url_limit: Option<usize>,
     uri: impl Fn(Option<&str>) -> Result<Uri, Error>,
     head: impl Fn(Method, Uri) -> http::request::Builder,

@@ -34,8 +34,11 @@ use crate::{Code, Error, StreamType};
 pub(crate) struct Grpc;
 
 impl Wire for Grpc {
-    fn content_type(ct: ContentType) -> String {
-        format!("application/grpc+{}", ct.codec.name())
+    fn content_type(ct: ContentType) -> &'static str {
+        match ct.codec {
+            Codec::Proto => "application/grpc+proto",
+            Codec::Json => "application/grpc+json",
+        }
     }
 
     fn encoding_headers(_ct: ContentType) -> (&'static str, &'static str) {

@@ -27,11 +27,12 @@ use crate::{Error, StreamType};
 pub(crate) struct GrpcWeb;
 
 impl Wire for GrpcWeb {
-    fn content_type(ct: ContentType) -> String {
-        if ct.variant {
-            format!("application/grpc-web-text+{}", ct.codec.name())
-        } else {
-            format!("application/grpc-web+{}", ct.codec.name())
+    fn content_type(ct: ContentType) -> &'static str {
+        match (ct.variant, ct.codec) {
+            (true, Codec::Proto) => "application/grpc-web-text+proto",
+            (true, Codec::Json) => "application/grpc-web-text+json",
+            (false, Codec::Proto) => "application/grpc-web+proto",
+            (false, Codec::Json) => "application/grpc-web+json",
         }
     }
 

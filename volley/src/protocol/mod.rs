@@ -66,12 +66,14 @@ pub(crate) enum Classified {
 
 /// Classifies a request content type (parameters such as `charset` are ignored).
 pub(crate) fn classify(content_type: &str) -> Classified {
-    let base = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let base = content_type.split(';').next().unwrap_or("").trim();
+    // Content types are case-insensitive; nearly every peer sends lowercase, so only an
+    // uppercase one pays for a lowered copy.
+    let base: std::borrow::Cow<'_, str> = if base.bytes().any(|b| b.is_ascii_uppercase()) {
+        base.to_ascii_lowercase().into()
+    } else {
+        base.into()
+    };
     let Some(rest) = base.strip_prefix("application/") else {
         return Classified::Unknown;
     };
@@ -158,7 +160,7 @@ pub(crate) struct ClientHead {
 /// The rules both halves of a protocol share.
 pub(crate) trait Wire {
     /// The content type a request carries, and its response.
-    fn content_type(ct: ContentType) -> String;
+    fn content_type(ct: ContentType) -> &'static str;
     /// The headers naming the message encoding and the accepted encodings, in that order.
     fn encoding_headers(ct: ContentType) -> (&'static str, &'static str);
     /// Whether the body is one un-enveloped message (Connect unary).
@@ -294,9 +296,7 @@ impl ContentType {
 
     /// The `content-type` value of a request and of its response.
     pub(crate) fn header_value(self) -> HeaderValue {
-        let name = rules!(self.protocol, P => P::content_type(self));
-        HeaderValue::from_str(&name)
-            .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
+        HeaderValue::from_static(rules!(self.protocol, P => P::content_type(self)))
     }
 
     /// The headers naming the message encoding and the accepted encodings.

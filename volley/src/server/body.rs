@@ -7,8 +7,11 @@ use std::time::Duration;
 pub(super) struct ProgressTimeout {
     body: hyper::body::Incoming,
     timeout: Option<Duration>,
-    /// Armed while a read is waiting.
+    /// The timer, made at the first read that waits and re-armed (not re-allocated) at each
+    /// later one.
     sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// Whether `sleep` counts down the read waiting now.
+    armed: bool,
 }
 
 impl ProgressTimeout {
@@ -17,6 +20,7 @@ impl ProgressTimeout {
             body,
             timeout,
             sleep: None,
+            armed: false,
         }
     }
 }
@@ -45,19 +49,30 @@ impl http_body::Body for ProgressTimeout {
         let this = &mut *self;
         match std::pin::Pin::new(&mut this.body).poll_frame(cx) {
             Poll::Ready(frame) => {
-                this.sleep = None;
+                this.armed = false;
+                if frame.is_none() {
+                    this.sleep = None;
+                }
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => {
                 let Some(timeout) = this.timeout else {
                     return Poll::Pending;
                 };
-                let sleep = this
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                let sleep = match &mut this.sleep {
+                    Some(sleep) => {
+                        if !this.armed {
+                            sleep.as_mut().reset(tokio::time::Instant::now() + timeout);
+                        }
+                        sleep
+                    }
+                    None => this.sleep.insert(Box::pin(tokio::time::sleep(timeout))),
+                };
+                this.armed = true;
                 match sleep.as_mut().poll(cx) {
                     Poll::Ready(()) => {
                         this.sleep = None;
+                        this.armed = false;
                         Poll::Ready(Some(Err(Box::new(BodyTimedOut(timeout)))))
                     }
                     Poll::Pending => Poll::Pending,
