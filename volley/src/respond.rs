@@ -74,9 +74,10 @@ fn streaming(call: Call, out: CallOutput) -> http::Response<Body> {
     res
 }
 
-type CaughtStream = Pin<
-    Box<dyn Stream<Item = Result<Result<Encoded, Error>, Box<dyn std::any::Any + Send>>> + Send>,
->;
+/// A message from a handler's stream, or the panic that stopped it.
+type Caught = Result<Result<Encoded, Error>, Box<dyn std::any::Any + Send>>;
+
+type CaughtStream = Pin<Box<dyn Stream<Item = Caught> + Send>>;
 
 /// The messages of a response: one already encoded (unary), or a handler's stream.
 enum Messages {
@@ -85,10 +86,7 @@ enum Messages {
 }
 
 impl Messages {
-    fn poll_next(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Result<Encoded, Error>, Box<dyn std::any::Any + Send>>>> {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Caught>> {
         match self {
             Messages::One(message) => Poll::Ready(message.take().map(|m| Ok(Ok(m)))),
             Messages::Many(stream) => stream.as_mut().poll_next(cx),
