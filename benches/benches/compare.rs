@@ -60,7 +60,8 @@ async fn connect_client() -> ConnectClient {
         .await
         .expect("connectrpc connect")
         .shared(1024);
-    let config = connectrpc::client::ClientConfig::new(uri).with_protocol(connectrpc::Protocol::Grpc);
+    let config =
+        connectrpc::client::ClientConfig::new(uri).with_protocol(connectrpc::Protocol::Grpc);
     cpb::BenchServiceClient::new(conn, config)
 }
 
@@ -76,9 +77,12 @@ fn bench(c: &mut Criterion) {
     let ingest = fixtures::ingest_request();
     let ticks = fixtures::ticks_request(SHORT_STREAM);
     let want = fixtures::ingest_answer(&ingest);
-    let t_echo = <tpb::EchoRequest as prost::Message>::decode(&echo.encode_to_vec()[..]).expect("prost");
-    let t_ingest = <tpb::IngestRequest as prost::Message>::decode(&ingest.encode_to_vec()[..]).expect("prost");
-    let t_ticks = <tpb::TicksRequest as prost::Message>::decode(&ticks.encode_to_vec()[..]).expect("prost");
+    let t_echo =
+        <tpb::EchoRequest as prost::Message>::decode(&echo.encode_to_vec()[..]).expect("prost");
+    let t_ingest =
+        <tpb::IngestRequest as prost::Message>::decode(&ingest.encode_to_vec()[..]).expect("prost");
+    let t_ticks =
+        <tpb::TicksRequest as prost::Message>::decode(&ticks.encode_to_vec()[..]).expect("prost");
     let c_echo = cpb::EchoRequest::decode_from_slice(&echo.encode_to_vec()).expect("buffa");
     let c_ingest = cpb::IngestRequest::decode_from_slice(&ingest.encode_to_vec()).expect("buffa");
     let c_ticks = cpb::TicksRequest::decode_from_slice(&ticks.encode_to_vec()).expect("buffa");
@@ -96,11 +100,22 @@ fn bench(c: &mut Criterion) {
             let reply = client.ingest(ingest.clone()).await.expect("volley ingest");
             assert_eq!(reply.message().checksum, want.checksum);
         }
-        let reply = tonic.clone().ingest(t_ingest.clone()).await.expect("tonic ingest");
+        let reply = tonic
+            .clone()
+            .ingest(t_ingest.clone())
+            .await
+            .expect("tonic ingest");
         assert_eq!(reply.get_ref().checksum, want.checksum);
-        let reply = tonic.clone().echo(t_echo.clone()).await.expect("tonic echo");
+        let reply = tonic
+            .clone()
+            .echo(t_echo.clone())
+            .await
+            .expect("tonic echo");
         assert_eq!(reply.get_ref().payload, echo.payload);
-        let reply = connect.ingest(c_ingest.clone()).await.expect("connectrpc ingest");
+        let reply = connect
+            .ingest(c_ingest.clone())
+            .await
+            .expect("connectrpc ingest");
         assert_eq!(reply.view().checksum, want.checksum);
         let reply = connect.echo(c_echo.clone()).await.expect("connectrpc echo");
         assert_eq!(reply.view().payload, &echo.payload[..]);

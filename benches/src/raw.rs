@@ -39,7 +39,9 @@ fn echo_shape(message: &[u8]) -> bool {
     message.len() - i == len
 }
 
-type Trailed = StreamBody<futures_util::stream::Iter<std::array::IntoIter<Result<Frame<Bytes>, Infallible>, 2>>>;
+type Trailed = StreamBody<
+    futures_util::stream::Iter<std::array::IntoIter<Result<Frame<Bytes>, Infallible>, 2>>,
+>;
 
 /// The response body of every branch.
 pub type RawBody = Either<Full<Bytes>, Trailed>;
@@ -80,8 +82,9 @@ pub async fn handle(request: Request<Incoming>) -> Result<Response<RawBody>, Inf
         );
         let data = if framed { body } else { Bytes::new() };
         let frames = [Ok(Frame::data(data)), Ok(Frame::trailers(trailers))];
-        let mut response =
-            Response::new(Either::Right(StreamBody::new(futures_util::stream::iter(frames))));
+        let mut response = Response::new(Either::Right(StreamBody::new(
+            futures_util::stream::iter(frames),
+        )));
         response.headers_mut().insert(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/grpc"),

@@ -18,7 +18,10 @@ pub fn addr() -> SocketAddr {
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("{problem}\nusage: {} [--addr HOST:PORT]", env!("CARGO_PKG_NAME"));
+    eprintln!(
+        "{problem}\nusage: {} [--addr HOST:PORT]",
+        env!("CARGO_PKG_NAME")
+    );
     std::process::exit(2)
 }
 
@@ -43,7 +46,10 @@ where
                 std::process::exit(1);
             }
         };
-        println!("listening on {}", listener.local_addr().expect("local address"));
+        println!(
+            "listening on {}",
+            listener.local_addr().expect("local address")
+        );
         if let Err(err) = serve(listener).await {
             eprintln!("serving: {err}");
             std::process::exit(1);

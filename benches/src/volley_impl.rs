@@ -23,7 +23,9 @@ fn ticks<T: Send + 'static>(
     count: u32,
     tick: impl Fn(u32) -> T + Send + 'static,
 ) -> ResponseStream<T> {
-    Box::pin(futures_util::stream::iter((0..count).map(move |seq| Ok(tick(seq)))))
+    Box::pin(futures_util::stream::iter(
+        (0..count).map(move |seq| Ok(tick(seq))),
+    ))
 }
 
 impl owned::BenchService for Owned {

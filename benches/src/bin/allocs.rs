@@ -245,7 +245,12 @@ fn main() {
         ];
         for case in cases {
             let viewed = case.ends_with("-view");
-            e2e(case, if viewed { &view_client } else { &owned_client }, calls).await;
+            e2e(
+                case,
+                if viewed { &view_client } else { &owned_client },
+                calls,
+            )
+            .await;
         }
         for case in cases {
             let viewed = case.ends_with("-view");

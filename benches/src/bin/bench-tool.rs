@@ -8,7 +8,12 @@ use volley_benches::check;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["workloads", dir] => {
             let dir = std::path::Path::new(dir);
             std::fs::create_dir_all(dir).expect("creating the output directory");
