@@ -366,6 +366,13 @@ def write_results(args, workloads, runs, meta):
         f"than {DISTURBED:.0%} of a benchmark CPU during the measurement; the largest share "
         f"was {max([r['foreign'] for r in ok] or [0]):.0%})"
     )
+    if ok and len(disturbed) * 2 > len(ok):
+        add(
+            "- **most runs were disturbed**: other processes competed for the benchmark's CPUs, "
+            "so absolute numbers are far below this machine's and even ratios (each measured in "
+            "the same round) carry the noise shown by their spread; rerun on an idle machine "
+            "before drawing conclusions"
+        )
     if failed:
         add(f"- {len(failed)} run(s) failed and were not measured:")
         for r in failed:
@@ -462,6 +469,11 @@ def main():
     p.add_argument("--contenders", default=",".join(CONTENDERS))
     p.add_argument("--no-build", action="store_true")
     p.add_argument("--out", default=os.path.join(ROOT, "benches", "RESULTS.md"))
+    p.add_argument(
+        "--report-only",
+        metavar="JSON",
+        help="rewrite the results file from a results.json of an earlier run, measuring nothing",
+    )
     args = p.parse_args()
     if args.quick:
         args.rounds, args.duration, args.concurrency = 1, 2, "64"
@@ -473,6 +485,13 @@ def main():
     # h2load's -D takes whole seconds.
     args.duration, args.warmup = max(1, round(args.duration)), max(1, round(args.warmup))
 
+    if args.report_only:
+        with open(args.report_only) as f:
+            saved = json.load(f)
+        for key, value in saved["meta"].get("args", {}).items():
+            setattr(args, key, value)
+        write_results(args, saved["workloads"], saved["runs"], saved["meta"])
+        return
     ensure_h2load()
     if not args.no_build:
         build()
@@ -489,6 +508,9 @@ def main():
         "machine": machine(),
         "versions": versions(),
         "load_start": loadavg(),
+        "args": {
+            k: getattr(args, k) for k in ("rounds", "duration", "warmup", "concurrency", "contenders")
+        },
     }
     plan = []
     for rnd in range(1, args.rounds + 1):
@@ -518,7 +540,7 @@ def main():
             log(f"[{i}/{len(plan)}] r{rnd} {w['name']:<15} c={c:<3} {k:<12} FAILED: {rec['error'][:300]}")
     meta["load_end"] = loadavg()
     with open(os.path.join(body_dir, "results.json"), "w") as f:
-        json.dump({"meta": meta, "runs": runs}, f, indent=1)
+        json.dump({"meta": meta, "workloads": workloads, "runs": runs}, f, indent=1)
     write_results(args, workloads, runs, meta)
     if any(not r["ok"] for r in runs):
         sys.exit("some runs failed (see above)")
