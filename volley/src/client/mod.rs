@@ -27,7 +27,13 @@ use crate::stream::{Body, FrameWriter, Streaming, full_body};
 use crate::{Error, Idempotency, Response, Spec};
 
 #[cfg(feature = "client")]
-pub use self::http::{HttpTransport, HttpVersion};
+pub use self::connector::{Dialed, DialedIo, Dialer};
+#[cfg(feature = "client")]
+pub use self::http::{
+    DEFAULT_CLIENT_CONNECTION_WINDOW, DEFAULT_CLIENT_MAX_FRAME_SIZE,
+    DEFAULT_CLIENT_MAX_HEADER_LIST_SIZE, DEFAULT_CLIENT_STREAM_WINDOW, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_POOL_IDLE_TIMEOUT, HttpTransport, HttpVersion,
+};
 pub use read::BidiStream;
 pub use transport::Transport;
 
@@ -211,6 +217,8 @@ pub struct CallOptions {
     send_compression: Option<Option<&'static str>>,
     receive_limit: Option<usize>,
     send_limit: Option<usize>,
+    deadline: Option<Instant>,
+    extensions: ::http::Extensions,
 }
 
 impl CallOptions {
@@ -223,6 +231,24 @@ impl CallOptions {
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
+    }
+
+    /// A deadline for this call: it ends at `deadline` or at its timeout (this call's, or the
+    /// client's default), whichever comes first. The time left is what travels on the wire.
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(self.deadline.map_or(deadline, |d| d.min(deadline)));
+        self
+    }
+
+    /// Propagates a handler's deadline: the call ends no later than the request being
+    /// handled must (nothing changes if its caller sent no deadline). Use it for every call a
+    /// handler makes downstream, so the whole chain gives up together; see the
+    /// [production guide](crate::guide::production#deadlines) for why this is explicit.
+    pub fn with_deadline_of<T>(self, request: &crate::Request<T>) -> Self {
+        match request.deadline() {
+            Some(deadline) => self.with_deadline(deadline),
+            None => self,
+        }
     }
 
     /// A header for this call (`-bin` names take raw bytes via [`with_binary_header`](Self::with_binary_header)).
@@ -266,6 +292,19 @@ impl CallOptions {
     pub fn with_send_limit(mut self, bytes: usize) -> Self {
         self.send_limit = Some(bytes);
         self
+    }
+
+    /// An extension for this call: interceptors see it (and may replace it), and it reaches
+    /// the transport in the HTTP request's extensions, for tower layers between the client
+    /// and the wire (a routing hint, a per-call credential, a tracing context).
+    pub fn with_extension<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.extensions.insert(value);
+        self
+    }
+
+    /// Extensions for this call, mutable.
+    pub fn extensions_mut(&mut self) -> &mut ::http::Extensions {
+        &mut self.extensions
     }
 }
 
@@ -338,6 +377,8 @@ pub(crate) struct Prepared {
     pub(crate) deadline: Option<Instant>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) headers: HeaderMap,
+    /// Set on the HTTP request: from [`CallOptions`] and interceptors.
+    pub(crate) extensions: ::http::Extensions,
 }
 
 impl<T: Transport> Client<T> {
@@ -367,7 +408,15 @@ impl<T: Transport> Client<T> {
             })?),
             None => None,
         };
-        let timeout = options.timeout.or(c.timeout);
+        let mut timeout = options.timeout.or(c.timeout);
+        let mut deadline = timeout.map(|t| Instant::now() + t);
+        if let Some(propagated) = options.deadline
+            && deadline.is_none_or(|d| propagated < d)
+        {
+            // A propagated deadline sooner than the call's own timeout wins.
+            deadline = Some(propagated);
+            timeout = Some(propagated.saturating_duration_since(Instant::now()));
+        }
         let mut headers = c.headers.clone();
         for (name, value) in options.headers.iter() {
             headers.append(name.clone(), value.clone());
@@ -382,9 +431,10 @@ impl<T: Transport> Client<T> {
             },
             accepted: c.compression.clone(),
             receive_limit: options.receive_limit.unwrap_or(c.receive_limit),
-            deadline: timeout.map(|t| Instant::now() + t),
+            deadline,
             timeout,
             headers,
+            extensions: options.extensions,
         })
     }
 
@@ -403,6 +453,9 @@ impl<T: Transport> Client<T> {
                 timeout: p.timeout,
             };
             ct.request_headers(h, &head);
+        }
+        if let Some(extensions) = builder.extensions_mut() {
+            extensions.extend(p.extensions.clone());
         }
         builder
     }
@@ -469,13 +522,15 @@ impl<T: Transport> Client<T> {
             deadline: p.deadline,
         };
         let headers = std::mem::take(&mut p.headers);
+        let extensions = std::mem::take(&mut p.extensions);
         let this = self.clone();
         let endpoint: Endpoint = Arc::new(move |request: UnaryRequest| {
             let this = this.clone();
             let mut p = p.clone();
             Box::pin(async move {
-                let (_, headers, _, message) = request.into_parts();
+                let (_, headers, extensions, message) = request.into_parts();
                 p.headers = headers;
+                p.extensions = extensions;
                 let message = *message.downcast::<Req>().map_err(|_| {
                     Error::internal(
                         "an interceptor replaced the request with a message of another type",
@@ -488,8 +543,7 @@ impl<T: Transport> Client<T> {
                 Ok(UnaryResponse::from_parts(Box::new(m), h, t))
             })
         });
-        let request =
-            UnaryRequest::new(info, headers, ::http::Extensions::new(), Box::new(request));
+        let request = UnaryRequest::new(info, headers, extensions, Box::new(request));
         let (m, h, t) = run_unary(&chain, endpoint, request)
             .await?
             .into_message::<Res>()?;
@@ -528,7 +582,7 @@ impl<T: Transport> Client<T> {
             peer: None,
             deadline: p.deadline,
         };
-        Observers::start(chain, &info, &mut p.headers, &mut ::http::Extensions::new())
+        Observers::start(chain, &info, &mut p.headers, &mut p.extensions)
     }
 
     async fn connect_unary<Res: Message>(
