@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use buffa_types::google::protobuf::StringValue;
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt as _};
 use tower::util::BoxCloneSyncService;
 use volley::client::HttpTransport;
 use volley::{
