@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use buffa_types::google::protobuf::StringValue;
-use tower::{ServiceBuilder, ServiceExt as _};
 use tower::util::BoxCloneSyncService;
+use tower::{ServiceBuilder, ServiceExt as _};
 use volley::client::HttpTransport;
 use volley::{
     Body, BoxError, Client, ClientConfig, Error, Idempotency, Request, Response, Router, Spec,

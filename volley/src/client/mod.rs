@@ -6,6 +6,7 @@ mod connector;
 #[cfg(feature = "client")]
 mod http;
 pub(crate) mod read;
+mod retry;
 mod transport;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub use self::http::{
     DEFAULT_POOL_IDLE_TIMEOUT, HttpTransport, HttpVersion,
 };
 pub use read::BidiStream;
+pub use retry::{DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF, RetryPolicy};
 pub use transport::Transport;
 
 /// How a [`Client`] calls: where, in which protocol and codec, with which compression,
@@ -75,6 +77,7 @@ pub struct ClientConfig {
     use_get: bool,
     get_url_limit: usize,
     interceptors: Option<crate::handler::Chain>,
+    retry: Option<RetryPolicy>,
     #[cfg(feature = "client")]
     pub(crate) http: self::http::HttpSettings,
 }
@@ -103,6 +106,7 @@ impl ClientConfig {
             use_get: false,
             get_url_limit: 8 * 1024,
             interceptors: None,
+            retry: None,
             #[cfg(feature = "client")]
             http: Default::default(),
         })
@@ -183,6 +187,13 @@ impl ClientConfig {
         let mut chain: Vec<_> = self.interceptors.as_deref().cloned().unwrap_or_default();
         chain.push(Arc::new(interceptor));
         self.interceptors = Some(Arc::new(chain));
+        self
+    }
+
+    /// Retries failed idempotent calls by `policy` (default: no retries). See
+    /// [`RetryPolicy`] for which calls are retried and how the budget bounds them.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
         self
     }
 
@@ -381,6 +392,20 @@ pub(crate) struct Prepared {
     pub(crate) extensions: ::http::Extensions,
 }
 
+impl Prepared {
+    /// The settings for attempt number `attempt` (1-based) of a retried call: after the
+    /// first, the timeout sent is the time left before the deadline.
+    fn for_attempt(&self, attempt: u32) -> Self {
+        let mut p = self.clone();
+        if attempt > 1
+            && let Some(deadline) = self.deadline
+        {
+            p.timeout = Some(deadline.saturating_duration_since(Instant::now()));
+        }
+        p
+    }
+}
+
 impl<T: Transport> Client<T> {
     /// A client over any transport: a `tower::Service<http::Request<Body>>` returning HTTP
     /// responses (a tower stack around hyper's client, or a [`Router`](crate::Router) for
@@ -559,15 +584,49 @@ impl<T: Transport> Client<T> {
         let deadline = p.deadline;
         let call = async move {
             let encoded = p.writer.encode(&request)?;
-            if p.content_type.is_unenveloped() {
-                self.connect_unary(&spec, p, encoded).await
-            } else {
-                let body = full_body(frame_one(&p.writer, p.content_type, encoded)?);
-                let (headers, mut stream) = self.open_stream::<Res>(&spec, p, body).await?;
-                read::finish_unary(headers, &mut stream).await
+            match self.config.retry.as_ref().filter(|r| r.applies_to(&spec)) {
+                None => self.unary_attempt(&spec, p, encoded).await,
+                Some(policy) => {
+                    let mut attempt = 1;
+                    loop {
+                        let result = self
+                            .unary_attempt(&spec, p.for_attempt(attempt), encoded.clone())
+                            .await;
+                        match result {
+                            Ok(response) => {
+                                policy.succeeded();
+                                return Ok(response);
+                            }
+                            Err(e) => match policy.next(attempt, e.code(), p.deadline) {
+                                None => return Err(e),
+                                Some(wait) => {
+                                    tracing::debug!(attempt, error = %e, ?wait, "retrying");
+                                    tokio::time::sleep(wait).await;
+                                    attempt += 1;
+                                }
+                            },
+                        }
+                    }
+                }
             }
         };
         with_deadline(deadline, call).await
+    }
+
+    /// One attempt of a unary call.
+    async fn unary_attempt<Res: Message>(
+        &self,
+        spec: &Spec,
+        p: Prepared,
+        encoded: Bytes,
+    ) -> Result<Response<Res>, Error> {
+        if p.content_type.is_unenveloped() {
+            self.connect_unary(spec, p, encoded).await
+        } else {
+            let body = full_body(frame_one(&p.writer, p.content_type, encoded)?);
+            let (headers, mut stream) = self.open_stream::<Res>(spec, p, body).await?;
+            read::finish_unary(headers, &mut stream).await
+        }
     }
 
     /// Runs the streaming interceptors' start hooks for a client call.
@@ -634,8 +693,32 @@ impl<T: Transport> Client<T> {
         }
         let open = async move {
             let encoded = p.writer.encode(&request)?;
-            let body = full_body(frame_one(&p.writer, p.content_type, encoded)?);
-            self.open_stream::<Res>(&spec, p, body).await
+            let Some(policy) = self.config.retry.as_ref().filter(|r| r.applies_to(&spec)) else {
+                let body = full_body(frame_one(&p.writer, p.content_type, encoded)?);
+                return self.open_stream::<Res>(&spec, p, body).await;
+            };
+            // Retried only while opening: once a message may have arrived, never.
+            let mut attempt = 1;
+            loop {
+                let body = full_body(frame_one(&p.writer, p.content_type, encoded.clone())?);
+                match self
+                    .open_stream::<Res>(&spec, p.for_attempt(attempt), body)
+                    .await
+                {
+                    Ok(opened) => {
+                        policy.succeeded();
+                        return Ok(opened);
+                    }
+                    Err(e) => match policy.next(attempt, e.code(), p.deadline) {
+                        None => return Err(e),
+                        Some(wait) => {
+                            tracing::debug!(attempt, error = %e, ?wait, "retrying");
+                            tokio::time::sleep(wait).await;
+                            attempt += 1;
+                        }
+                    },
+                }
+            }
         };
         let span = self.span(&spec);
         let opened =
