@@ -2,6 +2,8 @@
 //! drivers, written once per stream type over any [`Transport`].
 
 #[cfg(feature = "client")]
+mod balance;
+#[cfg(feature = "client")]
 mod connector;
 #[cfg(feature = "client")]
 mod http;
@@ -27,6 +29,8 @@ use crate::protocol::{ClientHead, ContentType, Protocol, connect};
 use crate::stream::{Body, FrameWriter, Streaming, full_body};
 use crate::{Error, Idempotency, Response, Spec};
 
+#[cfg(feature = "client")]
+pub use self::balance::{Balanced, DEFAULT_EJECTION_TIME};
 #[cfg(feature = "client")]
 pub use self::connector::{Dialed, DialedIo, Dialer};
 #[cfg(feature = "client")]

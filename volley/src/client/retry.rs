@@ -200,9 +200,14 @@ impl Budget {
     }
 }
 
-/// A number in [0, 1): randomness from the standard library's per-process hash keys, mixed
-/// with the time and a counter (jitter needs no cryptographic quality).
+/// A number in [0, 1): randomness from the standard library's random hash keys, mixed with
+/// the time and a counter (jitter and endpoint choice need no cryptographic quality).
 fn random_unit() -> f64 {
+    (random_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// 64 random bits (see [`random_unit`]).
+pub(crate) fn random_u64() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
@@ -212,7 +217,7 @@ fn random_unit() -> f64 {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos()),
     );
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+    hasher.finish()
 }
 
 #[cfg(test)]
