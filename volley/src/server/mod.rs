@@ -89,6 +89,15 @@ const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// | [`keepalive`](Self::keepalive) | ping every 60 s, 20 s to answer | grpc-go's keepalive timeout; finds dead peers on long streams |
 /// | [`body_progress_timeout`](Self::body_progress_timeout) | 30 s | a request body read by its handler that delivers nothing for this long fails the call (nginx's `client_body_timeout` is 60 s) |
 /// | [`raise_open_files_limit`](Self::raise_open_files_limit) | on | raises the soft `RLIMIT_NOFILE` to the hard limit, as Go's runtime does |
+/// | [`initial_stream_window_size`](Self::initial_stream_window_size) / [`initial_connection_window_size`](Self::initial_connection_window_size) | 1 MiB / 1 MiB | hyper's HTTP/2 flow-control windows; [`adaptive_window`](Self::adaptive_window) (off) sizes them by BDP instead |
+/// | [`max_frame_size`](Self::max_frame_size) | 16 KiB | the HTTP/2 minimum |
+/// | [`max_header_list_size`](Self::max_header_list_size) | 16 KiB | hyper's; larger request headers are refused |
+/// | [`tcp_nodelay`](Self::tcp_nodelay) / [`tcp_keepalive`](Self::tcp_keepalive) | on / off | on accepted TCP connections |
+///
+/// Serve a [`Router`] behind tower layers with [`serve_service`](Self::serve_service), on a
+/// Unix socket with [`bind_unix`](Self::bind_unix), from your own listener with
+/// [`from_custom_listener`](Self::from_custom_listener): see the
+/// [production guide](crate::guide::production).
 ///
 /// When `accept` fails for lack of file descriptors (`EMFILE`, `ENFILE`) the server logs it,
 /// closes its longest-idle connection, backs off briefly and goes on accepting.
@@ -96,8 +105,9 @@ const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// # Memory
 ///
 /// What a peer can make the server hold is bounded: per connection, hyper's HTTP/2 flow
-/// control windows (1 MiB per connection) and 400 KiB of send buffer; per call, the
-/// [`Router`]'s receive limit (4 MiB); and server-wide, the router's budget of buffered request
+/// control windows (1 MiB per connection by default; larger or adaptive windows raise the
+/// bound) and 400 KiB of send buffer; per call, the [`Router`]'s receive limit (4 MiB); and
+/// server-wide, the router's budget of buffered request
 /// bytes ([`Router::request_buffer_budget`], 256 MiB by default) beyond a 16 KiB allowance per
 /// call, plus up to 16 KiB the envelope decoder reserves ahead. So with the defaults, what
 /// peers can make the server buffer is at most 256 MiB + connections x (1.4 MiB + 200
