@@ -41,3 +41,6 @@ pub mod testing {}
 
 #[doc = include_str!("../docs/guide/features.md")]
 pub mod features {}
+
+#[doc = include_str!("../docs/guide/production.md")]
+pub mod production {}

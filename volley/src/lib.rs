@@ -84,8 +84,9 @@
 //! [errors](guide::errors), [metadata](guide::metadata), [deadlines](guide::deadlines),
 //! [compression](guide::compression), [limits](guide::limits),
 //! [interceptors](guide::interceptors), [health and reflection](guide::health_and_reflection),
-//! [browsers and CORS](guide::browsers), [testing](guide::testing) and
-//! [feature flags](guide::features).
+//! [browsers and CORS](guide::browsers), [testing](guide::testing),
+//! [feature flags](guide::features) and [production](guide::production) (tower layers,
+//! transport settings, retries, balancing, Unix sockets, deadline propagation).
 //!
 //! # Features
 //!

@@ -494,6 +494,7 @@ impl<M: Message> Stream for Streaming<M> {
 
 /// An encoded outgoing message with room for its envelope prefix in front: framing fills the
 /// prefix in place, and a Connect unary body drops it, so the message is written once.
+#[derive(Clone)]
 pub(crate) struct Encoded(BytesMut);
 
 /// A stream of encoded outgoing messages.

@@ -2,10 +2,13 @@
 //! drivers, written once per stream type over any [`Transport`].
 
 #[cfg(feature = "client")]
+mod balance;
+#[cfg(feature = "client")]
 mod connector;
 #[cfg(feature = "client")]
 mod http;
 pub(crate) mod read;
+mod retry;
 mod transport;
 
 use std::sync::Arc;
@@ -26,8 +29,17 @@ use crate::stream::{Body, Encoded, FrameWriter, Streaming, full_body};
 use crate::{ConnectionInfo, Error, Idempotency, Response, Spec};
 
 #[cfg(feature = "client")]
-pub use self::http::{HttpTransport, HttpVersion};
+pub use self::balance::{Balanced, DEFAULT_EJECTION_TIME};
+#[cfg(feature = "client")]
+pub use self::connector::{Dialed, DialedIo, Dialer};
+#[cfg(feature = "client")]
+pub use self::http::{
+    DEFAULT_CLIENT_CONNECTION_WINDOW, DEFAULT_CLIENT_MAX_FRAME_SIZE,
+    DEFAULT_CLIENT_MAX_HEADER_LIST_SIZE, DEFAULT_CLIENT_STREAM_WINDOW, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_POOL_IDLE_TIMEOUT, HttpTransport, HttpVersion,
+};
 pub use read::BidiStream;
+pub use retry::{DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF, RetryPolicy};
 pub use transport::Transport;
 
 /// How a [`Client`] calls: where, in which protocol and codec, with which compression,
@@ -68,6 +80,7 @@ pub struct ClientConfig {
     use_get: bool,
     get_url_limit: usize,
     interceptors: Option<crate::handler::Chain>,
+    retry: Option<RetryPolicy>,
     #[cfg(feature = "client")]
     pub(crate) http: self::http::HttpSettings,
 }
@@ -96,6 +109,7 @@ impl ClientConfig {
             use_get: false,
             get_url_limit: 8 * 1024,
             interceptors: None,
+            retry: None,
             #[cfg(feature = "client")]
             http: Default::default(),
         })
@@ -196,6 +210,13 @@ impl ClientConfig {
         self
     }
 
+    /// Retries failed idempotent calls by `policy` (default: no retries). See
+    /// [`RetryPolicy`] for which calls are retried and how the budget bounds them.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
     /// The protocol in use.
     pub fn get_protocol(&self) -> Protocol {
         self.protocol
@@ -227,6 +248,8 @@ pub struct CallOptions {
     send_compression: Option<Option<&'static str>>,
     receive_limit: Option<usize>,
     send_limit: Option<usize>,
+    deadline: Option<Instant>,
+    extensions: ::http::Extensions,
 }
 
 impl CallOptions {
@@ -239,6 +262,24 @@ impl CallOptions {
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
+    }
+
+    /// A deadline for this call: it ends at `deadline` or at its timeout (this call's, or the
+    /// client's default), whichever comes first. The time left is what travels on the wire.
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(self.deadline.map_or(deadline, |d| d.min(deadline)));
+        self
+    }
+
+    /// Propagates a handler's deadline: the call ends no later than the request being
+    /// handled must (nothing changes if its caller sent no deadline). Use it for every call a
+    /// handler makes downstream, so the whole chain gives up together; see the
+    /// [production guide](crate::guide::production#deadlines) for why this is explicit.
+    pub fn with_deadline_of<T>(self, request: &crate::Request<T>) -> Self {
+        match request.deadline() {
+            Some(deadline) => self.with_deadline(deadline),
+            None => self,
+        }
     }
 
     /// A header for this call (`-bin` names take raw bytes via
@@ -312,6 +353,19 @@ impl CallOptions {
         self.send_limit = Some(bytes);
         self
     }
+
+    /// An extension for this call: interceptors see it (and may replace it), and it reaches
+    /// the transport in the HTTP request's extensions, for tower layers between the client
+    /// and the wire (a routing hint, a per-call credential, a tracing context).
+    pub fn with_extension<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.extensions.insert(value);
+        self
+    }
+
+    /// Extensions for this call, mutable.
+    pub fn extensions_mut(&mut self) -> &mut ::http::Extensions {
+        &mut self.extensions
+    }
 }
 
 /// A client for one server, shared cheaply by clone. Generated typed clients wrap it.
@@ -383,6 +437,22 @@ pub(crate) struct Prepared {
     pub(crate) deadline: Option<Instant>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) headers: HeaderMap,
+    /// Set on the HTTP request: from [`CallOptions`] and interceptors.
+    pub(crate) extensions: ::http::Extensions,
+}
+
+impl Prepared {
+    /// The settings for attempt number `attempt` (1-based) of a retried call: after the
+    /// first, the timeout sent is the time left before the deadline.
+    fn for_attempt(&self, attempt: u32) -> Self {
+        let mut p = self.clone();
+        if attempt > 1
+            && let Some(deadline) = self.deadline
+        {
+            p.timeout = Some(deadline.saturating_duration_since(Instant::now()));
+        }
+        p
+    }
 }
 
 impl<T: Transport> Client<T> {
@@ -412,7 +482,15 @@ impl<T: Transport> Client<T> {
             })?),
             None => None,
         };
-        let timeout = options.timeout.or(c.timeout);
+        let mut timeout = options.timeout.or(c.timeout);
+        let mut deadline = timeout.map(|t| Instant::now() + t);
+        if let Some(propagated) = options.deadline
+            && deadline.is_none_or(|d| propagated < d)
+        {
+            // A propagated deadline sooner than the call's own timeout wins.
+            deadline = Some(propagated);
+            timeout = Some(propagated.saturating_duration_since(Instant::now()));
+        }
         let mut headers = c.headers.clone();
         for (name, value) in options.headers.iter() {
             headers.append(name.clone(), value.clone());
@@ -427,9 +505,10 @@ impl<T: Transport> Client<T> {
             },
             accepted: c.compression.clone(),
             receive_limit: options.receive_limit.unwrap_or(c.receive_limit),
-            deadline: timeout.map(|t| Instant::now() + t),
+            deadline,
             timeout,
             headers,
+            extensions: options.extensions,
         })
     }
 
@@ -448,6 +527,9 @@ impl<T: Transport> Client<T> {
                 timeout: p.timeout,
             };
             ct.request_headers(h, &head);
+        }
+        if let Some(extensions) = builder.extensions_mut() {
+            extensions.extend(p.extensions.clone());
         }
         builder
     }
@@ -514,13 +596,15 @@ impl<T: Transport> Client<T> {
             deadline: p.deadline,
         };
         let headers = std::mem::take(&mut p.headers);
+        let extensions = std::mem::take(&mut p.extensions);
         let this = self.clone();
         let endpoint: Endpoint = Arc::new(move |request: UnaryRequest| {
             let this = this.clone();
             let mut p = p.clone();
             Box::pin(async move {
-                let (_, headers, _, message) = request.into_parts();
+                let (_, headers, extensions, message) = request.into_parts();
                 p.headers = headers;
+                p.extensions = extensions;
                 let message = *message.downcast::<Req>().map_err(|_| {
                     Error::internal(
                         "an interceptor replaced the request with a message of another type",
@@ -535,8 +619,7 @@ impl<T: Transport> Client<T> {
                 Ok(response)
             })
         });
-        let request =
-            UnaryRequest::from_parts(info, headers, ::http::Extensions::new(), Box::new(request));
+        let request = UnaryRequest::from_parts(info, headers, extensions, Box::new(request));
         let (m, h, t, e) = run_unary(&chain, endpoint, request)
             .await?
             .into_message::<Res>()?;
@@ -554,16 +637,49 @@ impl<T: Transport> Client<T> {
         let deadline = p.deadline;
         let call = async move {
             let encoded = p.writer.encode(&request)?;
-            if p.content_type.is_unenveloped() {
-                self.connect_unary(&spec, p, encoded).await
-            } else {
-                let body = full_body(frame_one(&p.writer, p.content_type, encoded)?);
-                let (headers, mut stream, connection) =
-                    self.open_stream::<Res>(&spec, p, body).await?;
-                with_connection(read::finish_unary(headers, &mut stream).await?, connection)
+            match self.config.retry.as_ref().filter(|r| r.applies_to(&spec)) {
+                None => self.unary_attempt(&spec, p, encoded).await,
+                Some(policy) => {
+                    let mut attempt = 1;
+                    loop {
+                        let result = self
+                            .unary_attempt(&spec, p.for_attempt(attempt), encoded.clone())
+                            .await;
+                        match result {
+                            Ok(response) => {
+                                policy.succeeded();
+                                return Ok(response);
+                            }
+                            Err(e) => match policy.next(attempt, e.code(), p.deadline) {
+                                None => return Err(e),
+                                Some(wait) => {
+                                    tracing::debug!(attempt, error = %e, ?wait, "retrying");
+                                    tokio::time::sleep(wait).await;
+                                    attempt += 1;
+                                }
+                            },
+                        }
+                    }
+                }
             }
         };
         with_deadline(deadline, call).await
+    }
+
+    /// One attempt of a unary call.
+    async fn unary_attempt<Res: Message>(
+        &self,
+        spec: &Spec,
+        p: Prepared,
+        encoded: Encoded,
+    ) -> Result<Response<Res>, Error> {
+        if p.content_type.is_unenveloped() {
+            self.connect_unary(spec, p, encoded).await
+        } else {
+            let body = full_body(frame_one(&p.writer, p.content_type, encoded)?);
+            let (headers, mut stream, connection) = self.open_stream::<Res>(spec, p, body).await?;
+            with_connection(read::finish_unary(headers, &mut stream).await?, connection)
+        }
     }
 
     /// Runs the streaming interceptors' start hooks for a client call.
@@ -578,7 +694,7 @@ impl<T: Transport> Client<T> {
             peer: None,
             deadline: p.deadline,
         };
-        Observers::start(chain, &info, &mut p.headers, &mut ::http::Extensions::new())
+        Observers::start(chain, &info, &mut p.headers, &mut p.extensions)
     }
 
     async fn connect_unary<Res: Message>(
@@ -637,8 +753,32 @@ impl<T: Transport> Client<T> {
         }
         let open = async move {
             let encoded = p.writer.encode(&request)?;
-            let body = full_body(frame_one(&p.writer, p.content_type, encoded)?);
-            self.open_stream::<Res>(&spec, p, body).await
+            let Some(policy) = self.config.retry.as_ref().filter(|r| r.applies_to(&spec)) else {
+                let body = full_body(frame_one(&p.writer, p.content_type, encoded)?);
+                return self.open_stream::<Res>(&spec, p, body).await;
+            };
+            // Retried only while opening: once a message may have arrived, never.
+            let mut attempt = 1;
+            loop {
+                let body = full_body(frame_one(&p.writer, p.content_type, encoded.clone())?);
+                match self
+                    .open_stream::<Res>(&spec, p.for_attempt(attempt), body)
+                    .await
+                {
+                    Ok(opened) => {
+                        policy.succeeded();
+                        return Ok(opened);
+                    }
+                    Err(e) => match policy.next(attempt, e.code(), p.deadline) {
+                        None => return Err(e),
+                        Some(wait) => {
+                            tracing::debug!(attempt, error = %e, ?wait, "retrying");
+                            tokio::time::sleep(wait).await;
+                            attempt += 1;
+                        }
+                    },
+                }
+            }
         };
         let span = self.span(&spec);
         let opened =

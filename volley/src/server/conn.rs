@@ -4,8 +4,10 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use hyper_util::server::conn::auto;
@@ -240,11 +242,126 @@ impl Drop for CallGuard {
     }
 }
 
-/// The hyper service for one connection.
+/// A tower service the server calls, its type erased (so connection tasks stay concrete).
+pub(super) type BoxedService = Arc<
+    dyn Fn(
+            http::Request<crate::Body>,
+        ) -> Pin<Box<dyn Future<Output = http::Response<crate::Body>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// What serves a connection's calls: a [`Router`] directly (the common case, no extra
+/// allocation), or any tower service.
+#[derive(Clone)]
+pub(super) enum Dispatch {
+    Router(Router),
+    Service(BoxedService),
+}
+
+impl Dispatch {
+    /// Erases a tower service: each call clones it, waits for readiness and calls it.
+    pub(super) fn service<S, B>(service: S) -> Self
+    where
+        S: tower_service::Service<http::Request<crate::Body>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<crate::BoxError>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Into<bytes::Bytes> + bytes::Buf,
+        B::Error: Into<crate::BoxError>,
+    {
+        Self::Service(Arc::new(move |request| {
+            Box::pin(ServeCall::<S, B> {
+                service: service.clone(),
+                request: Some(request),
+                content_type: None,
+                call: None,
+                _body: std::marker::PhantomData,
+            })
+        }))
+    }
+}
+
+/// One call of a tower service: `poll_ready`, then `call`, then its future, written by hand
+/// (an `async` block here trips a compiler limitation with higher-ranked lifetimes in
+/// `Box<dyn Error>` projections). A service error (a layer that fails instead of answering,
+/// like tower's `Timeout`) becomes an `unavailable` error in the protocol the request speaks.
+struct ServeCall<S: tower_service::Service<http::Request<crate::Body>>, B> {
+    service: S,
+    request: Option<http::Request<crate::Body>>,
+    /// The request's content type, to answer a service error in its protocol.
+    content_type: Option<http::HeaderValue>,
+    call: Option<Pin<Box<S::Future>>>,
+    _body: std::marker::PhantomData<fn() -> B>,
+}
+
+// The service is never pinned: it is only used through `&mut`.
+impl<S: tower_service::Service<http::Request<crate::Body>>, B> Unpin for ServeCall<S, B> {}
+
+impl<S, B> Future for ServeCall<S, B>
+where
+    S: tower_service::Service<http::Request<crate::Body>, Response = http::Response<B>>,
+    S::Error: Into<crate::BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Into<bytes::Bytes> + bytes::Buf,
+    B::Error: Into<crate::BoxError>,
+{
+    type Output = http::Response<crate::Body>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            if let Some(call) = this.call.as_mut() {
+                return call.as_mut().poll(cx).map(|r| match r {
+                    Ok(response) => response.map(boxed_body),
+                    Err(e) => service_failed(this.content_type.take(), e.into()),
+                });
+            }
+            match this.service.poll_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => {
+                    let ct = this
+                        .request
+                        .as_ref()
+                        .and_then(|r| r.headers().get(http::header::CONTENT_TYPE).cloned());
+                    return Poll::Ready(service_failed(ct, e.into()));
+                }
+                Poll::Ready(Ok(())) => {
+                    let Some(request) = this.request.take() else {
+                        return Poll::Ready(service_failed(
+                            None,
+                            "the call was polled after it completed".into(),
+                        ));
+                    };
+                    this.content_type = request.headers().get(http::header::CONTENT_TYPE).cloned();
+                    this.call = Some(Box::pin(this.service.call(request)));
+                }
+            }
+        }
+    }
+}
+
+fn service_failed(
+    content_type: Option<http::HeaderValue>,
+    e: crate::BoxError,
+) -> http::Response<crate::Body> {
+    tracing::debug!(error = %e, "the served service failed");
+    let mut headers = http::HeaderMap::new();
+    if let Some(ct) = content_type {
+        headers.insert(http::header::CONTENT_TYPE, ct);
+    }
+    crate::error_response_for(&headers, &crate::Error::unavailable(e.to_string()))
+}
+
+/// The hyper service for one connection: counts calls in flight and stamps peer extensions.
 #[derive(Clone)]
 pub(super) struct Served {
-    pub(super) router: Router,
-    pub(super) peer: SocketAddr,
+    pub(super) dispatch: Dispatch,
+    pub(super) peer: Option<SocketAddr>,
     pub(super) certs: Option<PeerCertificates>,
     pub(super) connection: crate::ConnectionInfo,
     pub(super) conn: Arc<ConnShared>,
@@ -254,13 +371,12 @@ pub(super) struct Served {
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Served {
     type Response = http::Response<ServedBody>;
     type Error = std::convert::Infallible;
-    type Future = std::pin::Pin<
-        Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>,
-    >;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
 
     fn call(&self, request: http::Request<hyper::body::Incoming>) -> Self::Future {
         let guard = self.conn.begin_call();
-        let router = self.router.clone();
+        let dispatch = self.dispatch.clone();
         let certs = self.certs.clone();
         let connection = self.connection.clone();
         let peer = self.peer;
@@ -272,12 +388,17 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Served {
             } else {
                 request.map(|body| boxed_body(ProgressTimeout::new(body, timeout)))
             };
-            request.extensions_mut().insert(PeerAddr(peer));
+            if let Some(peer) = peer {
+                request.extensions_mut().insert(PeerAddr(peer));
+            }
             request.extensions_mut().insert(connection);
             if let Some(certs) = certs {
                 request.extensions_mut().insert(certs);
             }
-            let response = router.handle(request).await;
+            let response = match dispatch {
+                Dispatch::Router(router) => router.handle(request).await,
+                Dispatch::Service(service) => service(request).await,
+            };
             Ok(response.map(|body| ServedBody {
                 body,
                 _guard: guard,

@@ -3,6 +3,7 @@
 
 mod body;
 mod conn;
+mod listen;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,7 +17,9 @@ use tokio::net::TcpListener;
 use crate::Router;
 #[cfg(feature = "tls")]
 use crate::request::PeerCertificates;
-use conn::{Served, Tracker, drive};
+use conn::{Dispatch, Served, Tracker, drive};
+use listen::{Accepted, Accepting};
+pub use listen::{Io, Listener};
 
 #[cfg(feature = "tls")]
 pub use crate::tls::TlsConfig;
@@ -24,6 +27,11 @@ pub use crate::tls::TlsConfig;
 enum Listen {
     Addr(SocketAddr),
     Listener(TcpListener),
+    #[cfg(unix)]
+    UnixPath(std::path::PathBuf),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixListener),
+    Custom(Box<dyn listen::ErasedListener>),
 }
 
 /// Default most connections served at once ([`Server::max_connections`]).
@@ -42,6 +50,18 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Default time a request body may make no progress while read
 /// ([`Server::body_progress_timeout`]).
 pub const DEFAULT_BODY_PROGRESS_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default HTTP/2 initial stream flow-control window ([`Server::initial_stream_window_size`]),
+/// hyper's: 1 MiB.
+pub const DEFAULT_INITIAL_STREAM_WINDOW: u32 = 1024 * 1024;
+/// Default HTTP/2 initial connection flow-control window
+/// ([`Server::initial_connection_window_size`]), hyper's: 1 MiB.
+pub const DEFAULT_INITIAL_CONNECTION_WINDOW: u32 = 1024 * 1024;
+/// Default largest HTTP/2 frame payload the server accepts ([`Server::max_frame_size`]): the
+/// protocol's minimum, 16 KiB.
+pub const DEFAULT_MAX_FRAME_SIZE: u32 = 16 * 1024;
+/// Default largest header list (HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`) the server accepts
+/// ([`Server::max_header_list_size`]), hyper's: 16 KiB.
+pub const DEFAULT_MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
 
 /// How long a connection closed for idleness has to finish its graceful close (an HTTP/2
 /// GOAWAY waits for a ping acknowledgement) before it is dropped.
@@ -69,6 +89,15 @@ const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// | [`keepalive`](Self::keepalive) | ping every 60 s, 20 s to answer | grpc-go's keepalive timeout; finds dead peers on long streams |
 /// | [`body_progress_timeout`](Self::body_progress_timeout) | 30 s | a request body read by its handler that delivers nothing for this long fails the call (nginx's `client_body_timeout` is 60 s) |
 /// | [`raise_open_files_limit`](Self::raise_open_files_limit) | on | raises the soft `RLIMIT_NOFILE` to the hard limit, as Go's runtime does |
+/// | [`initial_stream_window_size`](Self::initial_stream_window_size) / [`initial_connection_window_size`](Self::initial_connection_window_size) | 1 MiB / 1 MiB | hyper's HTTP/2 flow-control windows; [`adaptive_window`](Self::adaptive_window) (off) sizes them by BDP instead |
+/// | [`max_frame_size`](Self::max_frame_size) | 16 KiB | the HTTP/2 minimum |
+/// | [`max_header_list_size`](Self::max_header_list_size) | 16 KiB | hyper's; larger request headers are refused |
+/// | [`tcp_nodelay`](Self::tcp_nodelay) / [`tcp_keepalive`](Self::tcp_keepalive) | on / off | on accepted TCP connections |
+///
+/// Serve a [`Router`] behind tower layers with [`serve_service`](Self::serve_service), on a
+/// Unix socket with [`bind_unix`](Self::bind_unix), from your own listener with
+/// [`from_custom_listener`](Self::from_custom_listener): see the
+/// [production guide](crate::guide::production).
 ///
 /// When `accept` fails for lack of file descriptors (`EMFILE`, `ENFILE`) the server logs it,
 /// closes its longest-idle connection, backs off briefly and goes on accepting.
@@ -76,8 +105,9 @@ const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// # Memory
 ///
 /// What a peer can make the server hold is bounded: per connection, hyper's HTTP/2 flow
-/// control windows (1 MiB per connection) and 400 KiB of send buffer; per call, the
-/// [`Router`]'s receive limit (4 MiB); and server-wide, the router's budget of buffered request
+/// control windows (1 MiB per connection by default; larger or adaptive windows raise the
+/// bound) and 400 KiB of send buffer; per call, the [`Router`]'s receive limit (4 MiB); and
+/// server-wide, the router's budget of buffered request
 /// bytes ([`Router::request_buffer_budget`], 256 MiB by default) beyond a 16 KiB allowance per
 /// call, plus up to 16 KiB the envelope decoder reserves ahead. So with the defaults, what
 /// peers can make the server buffer is at most 256 MiB + connections x (1.4 MiB + 200
@@ -104,6 +134,19 @@ struct Limits {
     keepalive: Option<(Duration, Duration)>,
     body_progress_timeout: Option<Duration>,
     raise_open_files_limit: bool,
+    h2: H2Settings,
+    tcp_nodelay: bool,
+    tcp_keepalive: Option<Duration>,
+}
+
+/// The HTTP/2 settings beyond the limits above.
+#[derive(Debug, Clone, Copy)]
+struct H2Settings {
+    initial_stream_window: u32,
+    initial_connection_window: u32,
+    adaptive_window: bool,
+    max_frame_size: u32,
+    max_header_list_size: u32,
 }
 
 impl std::fmt::Debug for Server {
@@ -126,6 +169,29 @@ impl Server {
         Self::with_listen(Listen::Listener(listener))
     }
 
+    /// A server that will listen on a Unix domain socket at `path` (Unix only). The socket file
+    /// is created when serving starts; a file already there is an error (`AddrInUse`), so
+    /// remove a stale one first. Connections over it carry no [`PeerAddr`](crate::PeerAddr).
+    #[cfg(unix)]
+    pub fn bind_unix(path: impl Into<std::path::PathBuf>) -> Self {
+        Self::with_listen(Listen::UnixPath(path.into()))
+    }
+
+    /// A server on an already-bound Unix domain socket listener (Unix only).
+    #[cfg(unix)]
+    pub fn from_unix_listener(listener: tokio::net::UnixListener) -> Self {
+        Self::with_listen(Listen::Unix(listener))
+    }
+
+    /// A server accepting connections from your own [`Listener`]: any source of
+    /// `AsyncRead + AsyncWrite` streams (an in-process pipe, a socket activated by systemd,
+    /// your own TLS terminator). The TCP settings ([`tcp_nodelay`](Self::tcp_nodelay),
+    /// [`tcp_keepalive`](Self::tcp_keepalive)) are the listener's business then; everything
+    /// else applies.
+    pub fn from_custom_listener(listener: impl Listener) -> Self {
+        Self::with_listen(Listen::Custom(Box::new(listener)))
+    }
+
     fn with_listen(listen: Listen) -> Self {
         Self {
             listen,
@@ -140,6 +206,15 @@ impl Server {
                 keepalive: Some((DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT)),
                 body_progress_timeout: Some(DEFAULT_BODY_PROGRESS_TIMEOUT),
                 raise_open_files_limit: true,
+                h2: H2Settings {
+                    initial_stream_window: DEFAULT_INITIAL_STREAM_WINDOW,
+                    initial_connection_window: DEFAULT_INITIAL_CONNECTION_WINDOW,
+                    adaptive_window: false,
+                    max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+                    max_header_list_size: DEFAULT_MAX_HEADER_LIST_SIZE,
+                },
+                tcp_nodelay: true,
+                tcp_keepalive: None,
             },
         }
     }
@@ -210,6 +285,57 @@ impl Server {
         self
     }
 
+    /// The HTTP/2 initial flow-control window of each stream, in bytes: how much of a request
+    /// body a client may send before the handler reads it (default
+    /// [`DEFAULT_INITIAL_STREAM_WINDOW`], 1 MiB).
+    pub fn initial_stream_window_size(mut self, bytes: u32) -> Self {
+        self.limits.h2.initial_stream_window = bytes;
+        self
+    }
+
+    /// The HTTP/2 initial flow-control window of a connection, in bytes, shared by its streams
+    /// (default [`DEFAULT_INITIAL_CONNECTION_WINDOW`], 1 MiB).
+    pub fn initial_connection_window_size(mut self, bytes: u32) -> Self {
+        self.limits.h2.initial_connection_window = bytes;
+        self
+    }
+
+    /// HTTP/2 adaptive flow control (BDP estimation): windows grow to fit the connection's
+    /// bandwidth-delay product, overriding the two initial window sizes (default off).
+    pub fn adaptive_window(mut self, enabled: bool) -> Self {
+        self.limits.h2.adaptive_window = enabled;
+        self
+    }
+
+    /// The largest HTTP/2 frame payload the server accepts, 16 KiB to 16 MiB - 1 (default
+    /// [`DEFAULT_MAX_FRAME_SIZE`], 16 KiB; values outside the range are clamped).
+    pub fn max_frame_size(mut self, bytes: u32) -> Self {
+        self.limits.h2.max_frame_size = bytes.clamp(16 * 1024, (1 << 24) - 1);
+        self
+    }
+
+    /// The largest request header list accepted (HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`, as
+    /// HPACK counts it), in bytes (default [`DEFAULT_MAX_HEADER_LIST_SIZE`], 16 KiB).
+    pub fn max_header_list_size(mut self, bytes: u32) -> Self {
+        self.limits.h2.max_header_list_size = bytes;
+        self
+    }
+
+    /// `TCP_NODELAY` on accepted TCP connections (default on: responses are written whole,
+    /// so Nagle's algorithm only adds latency).
+    pub fn tcp_nodelay(mut self, enabled: bool) -> Self {
+        self.limits.tcp_nodelay = enabled;
+        self
+    }
+
+    /// TCP keepalive on accepted TCP connections: probes start after the connection has
+    /// been idle this long (default `None`, off; HTTP/2 [`keepalive`](Self::keepalive) pings
+    /// already find dead peers on HTTP/2).
+    pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
+        self.limits.tcp_keepalive = idle;
+        self
+    }
+
     /// Serves until the process ends.
     pub async fn serve(self, router: Router) -> std::io::Result<()> {
         self.serve_with_shutdown(router, std::future::pending())
@@ -225,9 +351,82 @@ impl Server {
         router: Router,
         signal: impl Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
-        let listener = match self.listen {
-            Listen::Addr(addr) => TcpListener::bind(addr).await?,
-            Listen::Listener(l) => l,
+        self.run(Dispatch::Router(router), signal).await
+    }
+
+    /// Serves any tower service over HTTP until the process ends: a [`Router`] behind
+    /// `tower::ServiceBuilder` layers (timeouts, concurrency limits, tracing, auth), no axum
+    /// needed. Requests reach it with a [`Body`](crate::Body) body; a [`Router`] accepts that,
+    /// and so does any layer generic over the body.
+    ///
+    /// ```no_run
+    /// # async fn run(router: volley::Router) -> std::io::Result<()> {
+    /// use tower::ServiceBuilder;
+    /// let service = ServiceBuilder::new()
+    ///     .concurrency_limit(64)
+    ///     .service(router);
+    /// volley::server::Server::bind(([127, 0, 0, 1], 8080))
+    ///     .serve_service(service)
+    ///     .await
+    /// # }
+    /// ```
+    ///
+    /// An error from the service (a layer that fails rather than answering, like tower's
+    /// `Timeout`) is answered as an `unavailable` error in the protocol the request speaks;
+    /// the service is polled for readiness before each call, so a concurrency limit waits
+    /// instead of failing. See the [production guide](crate::guide::production).
+    pub async fn serve_service<S, B>(self, service: S) -> std::io::Result<()>
+    where
+        S: tower_service::Service<http::Request<crate::Body>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<crate::BoxError>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Into<bytes::Bytes> + bytes::Buf,
+        B::Error: Into<crate::BoxError>,
+    {
+        self.serve_service_with_shutdown(service, std::future::pending())
+            .await
+    }
+
+    /// [`serve_service`](Self::serve_service) with the graceful shutdown of
+    /// [`serve_with_shutdown`](Self::serve_with_shutdown).
+    pub async fn serve_service_with_shutdown<S, B>(
+        self,
+        service: S,
+        signal: impl Future<Output = ()> + Send,
+    ) -> std::io::Result<()>
+    where
+        S: tower_service::Service<http::Request<crate::Body>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<crate::BoxError>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Into<bytes::Bytes> + bytes::Buf,
+        B::Error: Into<crate::BoxError>,
+    {
+        self.run(Dispatch::service(service), signal).await
+    }
+
+    async fn run(
+        self,
+        dispatch: Dispatch,
+        signal: impl Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
+        let mut listener = match self.listen {
+            Listen::Addr(addr) => Accepting::Tcp(TcpListener::bind(addr).await?),
+            Listen::Listener(l) => Accepting::Tcp(l),
+            #[cfg(unix)]
+            Listen::UnixPath(path) => Accepting::Unix(tokio::net::UnixListener::bind(path)?),
+            #[cfg(unix)]
+            Listen::Unix(l) => Accepting::Unix(l),
+            Listen::Custom(l) => Accepting::Custom(l),
         };
         let limits = self.limits;
         if limits.raise_open_files_limit {
@@ -243,7 +442,12 @@ impl Server {
             let mut h2 = builder.http2();
             h2.timer(TokioTimer::new())
                 .enable_connect_protocol()
-                .max_concurrent_streams(limits.max_concurrent_streams);
+                .max_concurrent_streams(limits.max_concurrent_streams)
+                .initial_stream_window_size(limits.h2.initial_stream_window)
+                .initial_connection_window_size(limits.h2.initial_connection_window)
+                .adaptive_window(limits.h2.adaptive_window)
+                .max_frame_size(limits.h2.max_frame_size)
+                .max_header_list_size(limits.h2.max_header_list_size);
             if let Some((interval, timeout)) = limits.keepalive {
                 h2.keep_alive_interval(interval).keep_alive_timeout(timeout);
             }
@@ -268,9 +472,9 @@ impl Server {
                 }
                 continue;
             }
-            let (stream, peer) = tokio::select! {
+            let accepted = tokio::select! {
                 _ = &mut signal => break,
-                accepted = listener.accept() => match accepted {
+                accepted = listener.accept(&limits) => match accepted {
                     Ok(x) => x,
                     Err(e) => {
                         let exhausted = is_resource_exhaustion(&e);
@@ -290,19 +494,20 @@ impl Server {
                     }
                 },
             };
-            let _ = stream.set_nodelay(true);
-            let router = router.clone();
+            let dispatch = dispatch.clone();
             let builder = builder.clone();
             let conn = tracker.register();
             let stop = stop_rx.clone();
             #[cfg(feature = "tls")]
             let acceptor = acceptor.clone();
-            let mut connection = crate::ConnectionInfo::new(Some(peer));
-            connection.local_addr = stream.local_addr().ok();
+            let mut connection = crate::ConnectionInfo::new(accepted.peer());
+            if let Accepted::Tcp(tcp, _) = &accepted {
+                connection.local_addr = tcp.local_addr().ok();
+            }
             tokio::spawn(async move {
                 let served = Served {
-                    router,
-                    peer,
+                    dispatch,
+                    peer: accepted.peer(),
                     certs: None,
                     connection,
                     conn: conn.shared.clone(),
@@ -310,9 +515,13 @@ impl Server {
                 };
                 #[cfg(feature = "tls")]
                 if let Some(acceptor) = acceptor {
+                    let io: Box<dyn Io> = match accepted {
+                        Accepted::Tcp(tcp, _) => Box::new(tcp),
+                        Accepted::Other(io, _) => io,
+                    };
                     let handshake = tokio::time::timeout(
                         limits.header_read_timeout.min(Duration::from_secs(10)),
-                        acceptor.accept(stream),
+                        acceptor.accept(io),
                     );
                     let tls = tokio::select! {
                         r = handshake => match r {
@@ -341,12 +550,17 @@ impl Server {
                         connection,
                         ..served
                     };
-                    let http = builder.serve_connection_with_upgrades(TokioIo::new(tls), served);
-                    drive(http, &conn, stop, &limits).await;
+                    serve_io(builder, TokioIo::new(tls), served, conn, stop, limits).await;
                     return;
                 }
-                let http = builder.serve_connection_with_upgrades(TokioIo::new(stream), served);
-                drive(http, &conn, stop, &limits).await;
+                match accepted {
+                    Accepted::Tcp(tcp, _) => {
+                        serve_io(builder, TokioIo::new(tcp), served, conn, stop, limits).await;
+                    }
+                    Accepted::Other(io, _) => {
+                        serve_io(builder, TokioIo::new(io), served, conn, stop, limits).await;
+                    }
+                }
             });
         }
         drop(listener);
@@ -381,6 +595,26 @@ impl Server {
             ended.await;
         }
     }
+}
+
+/// Serves one connection until it ends. Boxed outside any `async` block, so that the
+/// connection task's `Send` check sees concrete types (a generic stream type inside the
+/// spawned block trips a compiler limitation with higher-ranked lifetimes).
+fn serve_io<I>(
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    io: I,
+    served: Served,
+    conn: conn::Registration,
+    stop: tokio::sync::watch::Receiver<bool>,
+    limits: Limits,
+) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    Box::pin(async move {
+        let http = builder.serve_connection_with_upgrades(io, served);
+        drive(http, &conn, stop, &limits).await;
+    })
 }
 
 /// Resolves at the first SIGTERM or SIGINT (Ctrl-C; on non-Unix systems Ctrl-C only): pass it

@@ -1,0 +1,129 @@
+//! Where connections come from: TCP, Unix domain sockets, or a user's [`Listener`].
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::Limits;
+
+/// A connection's byte stream: anything readable and writable asynchronously.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// A source of connections for [`Server::from_custom_listener`](super::Server::from_custom_listener).
+///
+/// Implement it to serve over your own transport: a socket inherited from a supervisor, an
+/// in-process duplex pipe, a stream your own TLS or proxy-protocol layer has already
+/// unwrapped. An error from `accept` is logged and accepting goes on (after a short pause
+/// when it reports a lack of descriptors), as with TCP.
+///
+/// ```
+/// use std::future::Future;
+/// use std::pin::Pin;
+/// use volley::server::Listener;
+///
+/// /// Connections handed over on a channel (from an in-process client, say).
+/// struct Handed(tokio::sync::mpsc::Receiver<tokio::io::DuplexStream>);
+///
+/// impl Listener for Handed {
+///     type Io = tokio::io::DuplexStream;
+///     fn accept(
+///         &mut self,
+///     ) -> Pin<Box<dyn Future<Output = std::io::Result<(Self::Io, Option<std::net::SocketAddr>)>> + Send + '_>>
+///     {
+///         Box::pin(async move {
+///             match self.0.recv().await {
+///                 Some(io) => Ok((io, None)),
+///                 // No more connections: wait for shutdown.
+///                 None => std::future::pending().await,
+///             }
+///         })
+///     }
+/// }
+/// ```
+pub trait Listener: Send + 'static {
+    /// The connections accepted.
+    type Io: Io;
+
+    /// Waits for the next connection; returns it with the peer's address, if it has one
+    /// (it becomes the request's [`PeerAddr`](crate::PeerAddr)).
+    #[allow(clippy::type_complexity)]
+    fn accept(
+        &mut self,
+    ) -> Pin<Box<dyn Future<Output = io::Result<(Self::Io, Option<SocketAddr>)>> + Send + '_>>;
+}
+
+/// A [`Listener`] with its stream type erased.
+pub(super) trait ErasedListener: Send + 'static {
+    fn accept_boxed(&mut self) -> Pin<Box<dyn Future<Output = io::Result<Accepted>> + Send + '_>>;
+}
+
+impl<L: Listener> ErasedListener for L {
+    fn accept_boxed(&mut self) -> Pin<Box<dyn Future<Output = io::Result<Accepted>> + Send + '_>> {
+        Box::pin(async move {
+            let (io, peer) = self.accept().await?;
+            Ok(Accepted::Other(Box::new(io), peer))
+        })
+    }
+}
+
+/// The server's listener, opened.
+pub(super) enum Accepting {
+    Tcp(TcpListener),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixListener),
+    Custom(Box<dyn ErasedListener>),
+}
+
+/// One accepted connection: TCP stays concrete (the common case, no dynamic dispatch),
+/// everything else is boxed.
+pub(super) enum Accepted {
+    Tcp(TcpStream, SocketAddr),
+    Other(Box<dyn Io>, Option<SocketAddr>),
+}
+
+impl Accepted {
+    pub(super) fn peer(&self) -> Option<SocketAddr> {
+        match self {
+            Self::Tcp(_, peer) => Some(*peer),
+            Self::Other(_, peer) => *peer,
+        }
+    }
+}
+
+impl Accepting {
+    pub(super) async fn accept(&mut self, limits: &Limits) -> io::Result<Accepted> {
+        match self {
+            Self::Tcp(l) => {
+                let (stream, peer) = l.accept().await?;
+                configure_tcp(&stream, limits);
+                Ok(Accepted::Tcp(stream, peer))
+            }
+            #[cfg(unix)]
+            Self::Unix(l) => {
+                let (stream, _) = l.accept().await?;
+                Ok(Accepted::Other(Box::new(stream), None))
+            }
+            Self::Custom(l) => l.accept_boxed().await,
+        }
+    }
+}
+
+/// Applies the server's TCP settings to an accepted connection (failures are logged: the
+/// connection is still served).
+fn configure_tcp(stream: &TcpStream, limits: &Limits) {
+    if let Err(e) = stream.set_nodelay(limits.tcp_nodelay) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
+    if let Some(idle) = limits.tcp_keepalive {
+        let keepalive = socket2::TcpKeepalive::new().with_time(idle);
+        if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive) {
+            tracing::debug!(error = %e, "cannot set TCP keepalive");
+        }
+    }
+}
