@@ -354,3 +354,51 @@ impl Drop for DrainOnDrop {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Framing;
+
+    fn enveloped() -> Framing {
+        Framing::Enveloped {
+            prefix: 0,
+            len: 0,
+            remaining: 0,
+        }
+    }
+
+    #[test]
+    fn envelope_boundaries_are_followed_across_chunks() {
+        let mut f = enveloped();
+        assert!(!f.partial());
+        // A prefix declaring 3 bytes, split inside the prefix (each call counts the bytes
+        // of the partial message in its chunk).
+        assert_eq!(f.advance(&[0, 0, 0]), (3, false));
+        assert!(f.partial());
+        assert_eq!(f.advance(&[0, 3, b'a']), (3, false));
+        // The rest of the message and a whole empty one: nothing partial.
+        assert_eq!(f.advance(&[b'b', b'c', 0, 0, 0, 0, 0]), (0, true));
+        assert!(!f.partial());
+        // A prefix declaring 1 byte; then that byte and the start of the next message: only
+        // the new one's bytes count.
+        assert_eq!(f.advance(&[0, 0, 0, 0, 1]), (5, false));
+        assert_eq!(f.advance(&[b'x', 1, 0]), (2, true));
+        assert!(f.partial());
+    }
+
+    #[test]
+    fn declared_lengths_of_any_size_are_counted_down() {
+        let mut f = enveloped();
+        assert_eq!(f.advance(&[0, 0xff, 0xff, 0xff, 0xff]), (5, false));
+        assert!(f.partial());
+        assert_eq!(f.advance(&[0; 1000]), (1000, false));
+        let whole = Framing::of(Some(&http::HeaderValue::from_static("application/json")));
+        assert!(matches!(whole, Framing::Whole));
+        let text = Framing::of(Some(&http::HeaderValue::from_static(
+            "application/grpc-web-text+proto",
+        )));
+        assert!(matches!(text, Framing::Whole));
+        let grpc = Framing::of(Some(&http::HeaderValue::from_static("Application/GRPC")));
+        assert!(matches!(grpc, Framing::Enveloped { .. }));
+    }
+}
