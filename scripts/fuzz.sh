@@ -5,10 +5,21 @@
 # then copy the input to fuzz/regressions/<target>/ so the stable test suite replays it.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
+#
+# Environment:
+#   FUZZ_RUNS=N        also stop a target after N executions (libFuzzer -runs), whichever
+#                      comes first: `FUZZ_RUNS=10000000 scripts/fuzz.sh 1800` is the release
+#                      budget (10 M executions or 30 minutes per target).
+#   FUZZ_SANITIZER=S   cargo-fuzz --sanitizer (default address; `none` runs several times
+#                      faster, and volley has no unsafe code).
+#   FUZZ_JOBS=N        fuzz N targets at once (default 1).
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds="${1:-60}"
 shift || true
+runs="${FUZZ_RUNS:-}"
+sanitizer="${FUZZ_SANITIZER:-address}"
+jobs="${FUZZ_JOBS:-1}"
 if ! cargo +nightly --version >/dev/null 2>&1; then
     echo "scripts/fuzz.sh: NO NIGHTLY TOOLCHAIN: the fuzz targets were NOT run" >&2
     exit 2
@@ -21,28 +32,60 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     mapfile -t targets < <(cargo +nightly fuzz list)
 fi
-failed=()
-for target in "${targets[@]}"; do
-    mkdir -p "corpus/$target"
+# One build for every target, then the binaries run directly.
+nice -n 19 cargo +nightly fuzz build -O --sanitizer "$sanitizer"
+bin="target/$(rustc +nightly -vV | sed -n 's/^host: //p')/release"
+extra=()
+if [ -n "$runs" ]; then
+    extra+=("-runs=$runs")
+fi
+fuzz_one() {
+    local target="$1"
+    mkdir -p "corpus/$target" "artifacts/$target"
     # A scratch corpus: new inputs libFuzzer finds stay out of the committed seeds.
-    work="target/corpus-work/$target"
+    local work="target/corpus-work/$target"
     mkdir -p "$work"
-    echo "== $target: ${seconds}s"
-    log="target/fuzz-$target.log"
+    local dirs=("$work" "corpus/$target")
+    if [ -d "regressions/$target" ]; then
+        dirs+=("regressions/$target")
+    fi
+    local log="target/fuzz-$target.log"
+    local start rc
+    start=$(date +%s)
     set +e
-    nice -n 19 cargo +nightly fuzz run "$target" "$work" "corpus/$target" -- \
-        -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
-        >"$log" 2>&1
+    nice -n 19 "$bin/$target" "${dirs[@]}" -max_total_time="$seconds" "${extra[@]}" \
+        -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+        -artifact_prefix="artifacts/$target/" >"$log" 2>&1
     rc=$?
     set -e
-    grep -E "^stat::(number_of_executed_units|peak_rss_mb)|^SUMMARY|panicked at" "$log" || true
+    local execs rss
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+    rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log")
+    echo "== $target: ${execs:-?} executions in $(($(date +%s) - start)) s, peak RSS ${rss:-?} MB, rc $rc"
     if [ "$rc" -ne 0 ]; then
+        grep -E "^SUMMARY|panicked at|Test unit written" "$log" || true
         tail -n 30 "$log"
-        failed+=("$target")
+        return 1
     fi
+}
+failed=()
+running=0
+declare -A pids=()
+for target in "${targets[@]}"; do
+    fuzz_one "$target" &
+    pids[$!]="$target"
+    running=$((running + 1))
+    if [ "$running" -ge "$jobs" ]; then
+        if ! wait -n -p done; then failed+=("${pids[$done]}"); fi
+        running=$((running - 1))
+    fi
+done
+while [ "$running" -gt 0 ]; do
+    if ! wait -n -p done; then failed+=("${pids[$done]}"); fi
+    running=$((running - 1))
 done
 if [ ${#failed[@]} -gt 0 ]; then
     echo "scripts/fuzz.sh: crashes in: ${failed[*]} (inputs in fuzz/artifacts/)" >&2
     exit 1
 fi
-echo "scripts/fuzz.sh: every target ran ${seconds}s without a crash"
+echo "scripts/fuzz.sh: every target ran ${seconds}s${runs:+ or $runs executions} without a crash"

@@ -11,6 +11,8 @@ pub mod proto {
 }
 
 pub mod compress;
+pub mod h2frames;
+pub mod process;
 pub mod raw;
 pub mod rpc;
 pub mod server;

@@ -5,9 +5,7 @@
 //! The attacks that need their own process (resource limits, signals, memory of the server
 //! alone) run `interop-server` as a child process; the others serve in this process.
 
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
@@ -18,6 +16,7 @@ use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+use volley_tests::process::ServerProcess;
 use volley_tests::raw::{self, BodyError, Http, RawClient, ReqBody, envelope};
 use volley_tests::rpc::{self, Call, Codec, Protocol};
 use volley_tests::{ECHO, EchoRequest, interop_router, spawn_server, spawn_server_with};
@@ -28,85 +27,8 @@ const SERVER_STREAM_PATH: &str = "/volley.interop.v1.InteropService/ServerStream
 const MIB: usize = 1024 * 1024;
 
 /// `interop-server` in a child process, killed when dropped.
-struct ServerProcess {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl ServerProcess {
-    /// Starts the server, under `prlimit` with `limits` (e.g. `--as=1073741824`) when given.
-    fn start(limits: &[&str], args: &[&str]) -> anyhow::Result<Self> {
-        let exe = env!("CARGO_BIN_EXE_interop-server");
-        let mut command = if limits.is_empty() {
-            Command::new(exe)
-        } else {
-            let mut c = Command::new("prlimit");
-            c.args(limits).arg("--").arg(exe);
-            c
-        };
-        command
-            .args(["--port", "0", "--no-cors"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = command
-            .spawn()
-            .context("starting interop-server (is prlimit from util-linux installed?)")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let port: u16 = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .with_context(|| format!("unexpected first line {line:?}"))?
-            .parse()?;
-        Ok(Self {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        })
-    }
-
-    /// `(VmHWM, VmPeak)` of the server process, in KiB.
-    fn memory_kib(&self) -> anyhow::Result<(u64, u64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .context("reading the server's /proc status")?;
-        let field = |name: &str| -> anyhow::Result<u64> {
-            let line = status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .with_context(|| format!("no {name}"))?;
-            Ok(line[name.len()..]
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse()?)
-        };
-        Ok((field("VmHWM:")?, field("VmPeak:")?))
-    }
-
-    fn alive(&mut self) -> anyhow::Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!("the server died: {status}");
-        }
-        Ok(())
-    }
-
-    fn signal(&self, name: &str) -> anyhow::Result<()> {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()?;
-        ensure!(status.success(), "kill -{name} failed");
-        Ok(())
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn interop_server(limits: &[&str], args: &[&str]) -> anyhow::Result<ServerProcess> {
+    ServerProcess::interop(env!("CARGO_BIN_EXE_interop-server"), limits, args)
 }
 
 /// One legitimate unary call (gRPC over HTTP/2 and Connect over HTTP/1.1), within `within`.
@@ -188,7 +110,7 @@ static ZEROS: [u8; MIB] = [0; MIB];
 /// 1.6 GB and abort the server; growing with the bytes received costs a few MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declared_lengths_are_not_reserved() -> anyhow::Result<()> {
-    let mut server = ServerProcess::start(&["--as=1073741824"], &[])?;
+    let mut server = interop_server(&["--as=1073741824"], &[])?;
     legitimate_call(server.addr, Duration::from_secs(5)).await?;
     let (_, peak_before) = server.memory_kib()?;
     let mut prefix = vec![0u8];
@@ -233,12 +155,13 @@ async fn declared_lengths_are_not_reserved() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Attack 4: 2 connections x 200 streams x 4 MB of partial messages. The router's budget of
-/// buffered request bytes turns the excess into `resource_exhausted`, so the server's peak
-/// resident memory stays under 512 MiB, and a legitimate call succeeds.
+/// Attack 4: 2 connections x 200 streams x 4 MB of partial messages, against a server limited
+/// to 1 GiB of address space. The router's budget of buffered request bytes turns the excess
+/// into `resource_exhausted`, so the server stays alive, its peak resident memory stays under
+/// 512 MiB, and a legitimate call succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_messages_are_capped_by_the_buffer_budget() -> anyhow::Result<()> {
-    let server = ServerProcess::start(&[], &[])?;
+    let mut server = interop_server(&["--as=1073741824"], &[])?;
     legitimate_call(server.addr, Duration::from_secs(5)).await?;
     let mut prefix = vec![0u8];
     prefix.extend_from_slice(&(4 * MIB as u32).to_be_bytes());
@@ -286,11 +209,15 @@ async fn partial_messages_are_capped_by_the_buffer_budget() -> anyhow::Result<()
             Err(_) => {}
         }
     }
+    server.alive()?;
     legitimate_call(server.addr, Duration::from_secs(5)).await?;
-    let (hwm, _) = server.memory_kib()?;
+    server.alive()?;
+    let (hwm, peak) = server.memory_kib()?;
     eprintln!(
-        "peak RSS {} MiB; {exhausted} streams got resource_exhausted; others: {other:?}",
-        hwm / 1024
+        "under a 1 GiB address-space limit: peak RSS {} MiB, peak address space {} MiB; \
+         {exhausted} streams got resource_exhausted; others: {other:?}",
+        hwm / 1024,
+        peak / 1024
     );
     ensure!(hwm < 512 * 1024, "peak RSS {} MiB", hwm / 1024);
     ensure!(
@@ -310,7 +237,7 @@ async fn partial_messages_are_capped_by_the_buffer_budget() -> anyhow::Result<()
 /// within 5 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_connections_do_not_lock_clients_out() -> anyhow::Result<()> {
-    let server = ServerProcess::start(&["--nofile=1024:1024"], &[])?;
+    let server = interop_server(&["--nofile=1024:1024"], &[])?;
     legitimate_call(server.addr, Duration::from_secs(5)).await?;
     let mut silent = Vec::new();
     for i in 0..1100 {
@@ -396,7 +323,7 @@ async fn idle_connections_and_stalled_bodies_are_cut() -> anyhow::Result<()> {
 /// `resource_exhausted`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn br_bombs_do_not_starve_other_calls() -> anyhow::Result<()> {
-    let server = ServerProcess::start(&[], &[])?;
+    let server = interop_server(&[], &[])?;
     let bomb = volley_tests::compress::compress("br", &vec![0u8; 64 * MIB])?;
     ensure!(bomb.len() < 64 * 1024, "bomb of {} bytes", bomb.len());
     let bomb = Bytes::from(envelope(1, &bomb));
@@ -478,7 +405,7 @@ async fn br_bombs_do_not_starve_other_calls() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_then_cuts_and_exits_zero() -> anyhow::Result<()> {
     let grace = Duration::from_millis(1500);
-    let mut server = ServerProcess::start(&[], &["--grace-ms", "1500"])?;
+    let mut server = interop_server(&[], &["--grace-ms", "1500"])?;
     let addr = server.addr;
     let client = RawClient::new(addr);
     // 50 open server streams (a message every 100 ms for 100 s).
@@ -691,5 +618,463 @@ async fn huge_timeouts_are_capped_and_odd_encodings_are_unknown() -> anyhow::Res
     let reply = client.call(Http::H1, request).await?;
     ensure!(reply.json()?["code"] == "unimplemented", "{:?}", reply.body);
     legitimate_call(addr, Duration::from_secs(5)).await?;
+    Ok(())
+}
+
+/// A gRPC client stream on `send` whose body comes from the returned sender; resolves to the
+/// call's `grpc-status` (or the transport error) and how long the call took.
+fn client_stream_call(
+    send: &mut hyper::client::conn::http2::SendRequest<ReqBody>,
+) -> (
+    tokio::sync::mpsc::Sender<Bytes>,
+    tokio::task::JoinHandle<(String, Duration)>,
+) {
+    let (tx, body) = raw::channel_body();
+    let response = send.send_request(grpc_request(CLIENT_STREAM_PATH, body, None));
+    let task = tokio::spawn(async move {
+        let start = Instant::now();
+        let status = match response.await {
+            Ok(r) => grpc_status(r).await.unwrap_or_else(|e| format!("{e}")),
+            Err(e) => format!("{e}"),
+        };
+        (status, start.elapsed())
+    });
+    (tx, task)
+}
+
+/// Minimum body rate: a message trickling in a byte at a time fails its call once it has
+/// taken the grace period (though bytes keep arriving, so the progress timeout never fires),
+/// for enveloped gRPC and for a whole Connect unary body; an upload at a few KiB/s, and a
+/// stream whose messages come with pauses longer than the grace period, succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickled_bodies_fail_but_slow_uploads_pass() -> anyhow::Result<()> {
+    let grace = Duration::from_millis(800);
+    let (addr, _server) = spawn_server_with(interop_router(), |s| {
+        s.min_body_rate(Some((1024, grace)))
+            .body_progress_timeout(Some(Duration::from_secs(30)))
+    })
+    .await?;
+    let mut send = h2_connection(addr).await?;
+
+    // gRPC: a prefix declaring 1,000 bytes, then a byte every 100 ms.
+    let (tx, trickled) = client_stream_call(&mut send);
+    let mut prefix = vec![0u8];
+    prefix.extend_from_slice(&1000u32.to_be_bytes());
+    tx.send(Bytes::from(prefix)).await?;
+    let trickle = tokio::spawn(async move {
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if tx.send(Bytes::from_static(b"x")).await.is_err() {
+                return;
+            }
+        }
+    });
+
+    // Connect unary: a 1,000-byte JSON body (content-length known), a byte every 100 ms.
+    let client = RawClient::new(addr);
+    let (utx, ubody) = raw::channel_body();
+    let request = client
+        .request(Http::H2, Method::POST, ECHO_PATH)
+        .header("content-type", "application/json")
+        .header("content-length", "1000")
+        .body(ubody)?;
+    let unary = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let reply = client.call(Http::H2, request).await;
+            (reply, start.elapsed())
+        })
+    };
+    let utrickle = tokio::spawn(async move {
+        if utx
+            .send(Bytes::from_static(b"{\"text\": \""))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if utx.send(Bytes::from_static(b"a")).await.is_err() {
+                return;
+            }
+        }
+    });
+
+    // Legitimate and slow: 24 KiB at about 4 KiB/s (6 s, far past the grace period).
+    let (stx, slow) = client_stream_call(&mut send);
+    let message = rpc::encode_message(
+        Codec::Proto,
+        &EchoRequest {
+            text: "slow".into(),
+            payload: vec![7u8; 24 * 1024],
+            ..Default::default()
+        },
+    );
+    let framed = envelope(0, &message);
+    let uploader = tokio::spawn(async move {
+        for chunk in framed.chunks(1024) {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            stx.send(Bytes::copy_from_slice(chunk)).await?;
+        }
+        anyhow::Ok(())
+    });
+
+    // Legitimate and bursty: three small messages 1.5 s apart (pauses between messages do
+    // not count).
+    let (btx, bursty) = client_stream_call(&mut send);
+    let small = envelope(
+        0,
+        &rpc::encode_message(
+            Codec::Proto,
+            &EchoRequest {
+                text: "burst".into(),
+                ..Default::default()
+            },
+        ),
+    );
+    let burster = tokio::spawn(async move {
+        for _ in 0..3 {
+            btx.send(Bytes::copy_from_slice(&small)).await?;
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        anyhow::Ok(())
+    });
+
+    let (status, took) = tokio::time::timeout(Duration::from_secs(10), trickled).await??;
+    eprintln!("a trickled gRPC message failed with grpc-status {status} after {took:?}");
+    ensure!(
+        status == "1",
+        "a trickled gRPC message ended with {status:?}"
+    );
+    ensure!(
+        took >= grace && took < grace + Duration::from_secs(3),
+        "a trickled message was cut after {took:?}"
+    );
+    let (reply, took) = tokio::time::timeout(Duration::from_secs(10), unary).await??;
+    let reply = reply?;
+    eprintln!(
+        "a trickled Connect unary body failed with HTTP {} after {took:?}",
+        reply.status
+    );
+    ensure!(
+        reply.json()?["code"] == "canceled",
+        "a trickled unary body: {} {:?}",
+        reply.status,
+        reply.body
+    );
+    ensure!(took < grace + Duration::from_secs(3), "cut after {took:?}");
+    trickle.abort();
+    utrickle.abort();
+
+    uploader.await??;
+    let (status, took) = tokio::time::timeout(Duration::from_secs(10), slow).await??;
+    eprintln!("a 24 KiB upload at ~4 KiB/s ended with grpc-status {status} after {took:?}");
+    ensure!(status == "0", "a slow but real upload failed: {status}");
+    burster.await??;
+    let (status, took) = tokio::time::timeout(Duration::from_secs(10), bursty).await??;
+    ensure!(
+        status == "0",
+        "a stream with pauses failed: {status} after {took:?}"
+    );
+    legitimate_call(addr, Duration::from_secs(5)).await?;
+    Ok(())
+}
+
+/// Counts the responses of [`flood_router`]'s `Flood` started and dropped.
+#[derive(Default)]
+struct FloodCounters {
+    started: std::sync::atomic::AtomicUsize,
+    dropped: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a `Flood` response dropped when it is.
+struct DropMark(std::sync::Arc<FloodCounters>);
+
+impl Drop for DropMark {
+    fn drop(&mut self) {
+        self.0
+            .dropped
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+const FLOOD: volley::Spec = volley::Spec::new(
+    "/volley.attacks.v1.Attacks/Flood",
+    volley::StreamType::ServerStream,
+    volley::Idempotency::Unknown,
+);
+
+/// The interop router plus `Flood`: a server stream of 16 KiB messages without end, whose
+/// starts and drops are counted.
+fn flood_router(counters: std::sync::Arc<FloodCounters>) -> volley::Router {
+    interop_router().server_stream(FLOOD, move |_: volley::Request<EchoRequest>| {
+        let counters = counters.clone();
+        async move {
+            counters
+                .started
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mark = DropMark(counters);
+            let stream = futures_util::stream::unfold(mark, |mark| async move {
+                let message = volley_tests::EchoResponse {
+                    payload: vec![1u8; 16 * 1024],
+                    ..Default::default()
+                };
+                Some((Ok(message), mark))
+            });
+            let stream: volley::ResponseStream<volley_tests::EchoResponse> = Box::pin(stream);
+            Ok(volley::Response::new(stream))
+        }
+    })
+}
+
+/// Send timeout: a peer that keeps its HTTP/2 stream window at 0, and one that never reads
+/// its HTTP/1.1 socket, get their connection closed and their calls' handlers dropped once
+/// the response has waited for the timeout; a client reading a stream slowly, and a stream
+/// whose handler takes longer than the timeout between messages, are served in full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_the_peer_does_not_take_are_dropped() -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering::SeqCst;
+    use volley_tests::h2frames::{self, RawH2};
+    let timeout = Duration::from_millis(1000);
+    let counters = std::sync::Arc::new(FloodCounters::default());
+    let (addr, _server) = spawn_server_with(flood_router(counters.clone()), |s| {
+        s.send_timeout(Some(timeout))
+    })
+    .await?;
+    async fn wait_for(
+        counter: &std::sync::atomic::AtomicUsize,
+        n: usize,
+        within: Duration,
+    ) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        while counter.load(SeqCst) < n {
+            ensure!(start.elapsed() < within, "not within {within:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(start.elapsed())
+    }
+
+    // HTTP/2, stream window 0: the response can never send a byte of data.
+    let mut h2 = RawH2::connect(addr, &[(h2frames::SETTINGS_INITIAL_WINDOW_SIZE, 0)]).await?;
+    h2.post(
+        1,
+        FLOOD.procedure,
+        &[("content-type", "application/grpc"), ("te", "trailers")],
+        false,
+    )
+    .await?;
+    h2.data(1, &envelope(0, b""), true).await?;
+    wait_for(&counters.started, 1, Duration::from_secs(5)).await?;
+    let started = Instant::now();
+    tokio::time::sleep(timeout / 2).await;
+    ensure!(
+        counters.dropped.load(SeqCst) == 0,
+        "dropped before the timeout"
+    );
+    wait_for(&counters.dropped, 1, timeout * 3).await?;
+    let released = started.elapsed();
+    ensure!(
+        h2.closed_within(Duration::from_secs(2)).await,
+        "the connection stayed open"
+    );
+    eprintln!("a zero-window HTTP/2 peer's call was dropped after {released:?}");
+
+    // HTTP/1.1, the socket never read: the server's buffers fill, then nothing moves.
+    let mut h1 = TcpStream::connect(addr).await?;
+    let body = envelope(0, b"");
+    let head = format!(
+        "POST {} HTTP/1.1\r\nhost: x\r\ncontent-type: application/connect+proto\r\ncontent-length: {}\r\n\r\n",
+        FLOOD.procedure,
+        body.len()
+    );
+    h1.write_all(head.as_bytes()).await?;
+    h1.write_all(&body).await?;
+    wait_for(&counters.started, 2, Duration::from_secs(5)).await?;
+    let took = wait_for(&counters.dropped, 2, Duration::from_secs(20)).await?;
+    eprintln!("a never-reading HTTP/1.1 peer's call was dropped after {took:?}");
+    drop(h1);
+
+    // A client reading a stream at its own pace (messages 100 ms apart for 2 s) and a
+    // handler 1.5 s between messages, both past the timeout: no stall, served in full.
+    let client = RawClient::new(addr);
+    let call = Call::new(Protocol::Grpc, Codec::Proto, "identity", Http::H2);
+    let paced_request = [EchoRequest {
+        count: 20,
+        delay_ms: 100,
+        ..Default::default()
+    }];
+    let slow_request = [EchoRequest {
+        count: 2,
+        delay_ms: 1500,
+        ..Default::default()
+    }];
+    let paced = rpc::call(&client, &call, &volley_tests::SERVER_STREAM, &paced_request);
+    let slow_handler = rpc::call(&client, &call, &volley_tests::SERVER_STREAM, &slow_request);
+    let (paced, slow_handler) = tokio::join!(paced, slow_handler);
+    let (paced, slow_handler) = (paced?, slow_handler?);
+    ensure!(
+        paced.error.is_none() && paced.messages.len() == 20,
+        "{paced:?}"
+    );
+    ensure!(
+        slow_handler.error.is_none() && slow_handler.messages.len() == 2,
+        "{slow_handler:?}"
+    );
+    legitimate_call(addr, Duration::from_secs(5)).await?;
+    ensure!(counters.dropped.load(SeqCst) == 2);
+    Ok(())
+}
+
+/// `max_concurrent_streams`: the server advertises 200 in its SETTINGS, refuses a 201st
+/// concurrent stream with REFUSED_STREAM, accepts a new one once one has ended, and other
+/// clients are served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_201st_stream_is_refused() -> anyhow::Result<()> {
+    use volley_tests::h2frames::{self, RawH2};
+    let (addr, _server) = spawn_server(interop_router()).await?;
+    let mut h2 = RawH2::connect(addr, &[]).await?;
+    let settings = h2
+        .read_until(Duration::from_secs(5), |f| {
+            f.kind == h2frames::SETTINGS && f.flags & h2frames::ACK == 0
+        })
+        .await?
+        .context("closed before its SETTINGS")?;
+    let advertised = settings
+        .settings()
+        .into_iter()
+        .find(|(id, _)| *id == h2frames::SETTINGS_MAX_CONCURRENT_STREAMS)
+        .map(|(_, v)| v);
+    ensure!(
+        advertised == Some(200),
+        "SETTINGS_MAX_CONCURRENT_STREAMS {advertised:?}"
+    );
+    let grpc = [("content-type", "application/grpc"), ("te", "trailers")];
+    // 200 client streams left open (their handlers wait for more messages).
+    for i in 0..200u32 {
+        h2.post(1 + 2 * i, CLIENT_STREAM_PATH, &grpc, false).await?;
+    }
+    h2.post(401, CLIENT_STREAM_PATH, &grpc, false).await?;
+    let reset = h2
+        .read_until(Duration::from_secs(5), |f| f.kind == h2frames::RST_STREAM)
+        .await?
+        .context("closed instead of refusing the stream")?;
+    ensure!(
+        reset.stream == 401 && reset.error_code() == Some(h2frames::REFUSED_STREAM),
+        "expected REFUSED_STREAM on stream 401, got {reset:?}"
+    );
+    legitimate_call(addr, Duration::from_secs(5)).await?;
+    // One stream ends: a new one is served.
+    h2.cancel(1).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    h2.post(403, ECHO_PATH, &grpc, false).await?;
+    h2.data(403, &envelope(0, b""), true).await?;
+    let answer = h2
+        .read_until(Duration::from_secs(5), |f| {
+            f.stream == 403 && (f.kind == h2frames::HEADERS || f.kind == h2frames::RST_STREAM)
+        })
+        .await?
+        .context("closed")?;
+    ensure!(answer.kind == h2frames::HEADERS, "stream 403: {answer:?}");
+    Ok(())
+}
+
+/// `max_connections`: at the limit the server closes its longest-idle connection (one that
+/// never started a call goes first), accepts no more while every connection has a call in
+/// flight, accepts again as soon as one ends, and a legitimate call succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_sheds_the_idle_and_waits_for_the_busy() -> anyhow::Result<()> {
+    use volley_tests::h2frames::{self, RawH2};
+    let (addr, _server) = spawn_server_with(interop_router(), |s| {
+        s.max_connections(2)
+            .header_read_timeout(Duration::from_secs(30))
+    })
+    .await?;
+    let is_settings =
+        |f: &h2frames::Frame| f.kind == h2frames::SETTINGS && f.flags & h2frames::ACK == 0;
+    /// A connection with a long server stream in flight; yields messages as they come.
+    async fn busy(
+        addr: SocketAddr,
+    ) -> anyhow::Result<(
+        hyper::client::conn::http2::SendRequest<ReqBody>,
+        tokio::sync::watch::Receiver<usize>,
+        tokio::task::JoinHandle<()>,
+    )> {
+        let mut send = h2_connection(addr).await?;
+        let request = rpc::encode_message(
+            Codec::Proto,
+            &EchoRequest {
+                count: 10_000,
+                delay_ms: 20,
+                ..Default::default()
+            },
+        );
+        let response = send
+            .send_request(grpc_request(
+                SERVER_STREAM_PATH,
+                raw::full(envelope(0, &request)),
+                None,
+            ))
+            .await?;
+        let (tx, rx) = tokio::sync::watch::channel(0usize);
+        let reader = tokio::spawn(async move {
+            let mut reader = raw::FrameReader::new(response.into_body(), false);
+            let mut n = 0;
+            while let Ok(Some(_)) = reader.next().await {
+                n += 1;
+                let _ = tx.send(n);
+            }
+        });
+        Ok((send, rx, reader))
+    }
+
+    // An idle connection (preface only) and a busy one fill the server; a third client makes
+    // it close the idle one.
+    let mut idle = RawH2::connect(addr, &[]).await?;
+    idle.read_until(Duration::from_secs(5), is_settings)
+        .await?
+        .context("not accepted")?;
+    let (busy1, progress1, reader1) = busy(addr).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ensure!(
+        !idle.closed_within(Duration::from_millis(300)).await,
+        "the idle connection was closed with nobody waiting"
+    );
+    let (busy2, progress2, reader2) = busy(addr).await?;
+    ensure!(
+        idle.closed_within(Duration::from_secs(3)).await,
+        "the idle connection was not shed for a new client"
+    );
+    // Now every connection has a call in flight: a new one is not served.
+    let mut waiting = RawH2::connect(addr, &[]).await?;
+    ensure!(
+        waiting
+            .read_frame(Duration::from_millis(1000))
+            .await
+            .is_err(),
+        "a third connection was served while two were busy"
+    );
+    // One busy connection ends: the waiting one is accepted.
+    let before = *progress2.borrow();
+    reader2.abort();
+    drop(busy2);
+    let start = Instant::now();
+    waiting
+        .read_until(Duration::from_secs(3), is_settings)
+        .await?
+        .context("the waiting connection was never accepted")?;
+    eprintln!(
+        "a waiting connection was accepted {:?} after a busy one ended (it had {before} messages)",
+        start.elapsed()
+    );
+    // A legitimate client gets in (the idle waiting connection is shed for it) and the
+    // busy stream went on throughout.
+    let at = *progress1.borrow();
+    legitimate_call(addr, Duration::from_secs(5)).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ensure!(*progress1.borrow() > at, "the busy stream stalled");
+    reader1.abort();
+    drop(busy1);
     Ok(())
 }

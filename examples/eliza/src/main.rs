@@ -2,7 +2,7 @@
 //! commands to try it with curl and buf curl.
 //!
 //! ```text
-//! cargo run -p eliza -- [--addr 127.0.0.1:8080]
+//! cargo run -p eliza -- [--addr 127.0.0.1:8080] [--grace-ms 10000]
 //! ```
 
 use std::net::SocketAddr;
@@ -17,6 +17,9 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
+    /// How long calls in flight may run after SIGTERM or SIGINT, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    grace_ms: u64,
 }
 
 #[tokio::main]
@@ -29,6 +32,7 @@ async fn main() -> anyhow::Result<()> {
     print_try_it(addr);
     let (router, health) = eliza::app();
     volley::server::Server::from_listener(listener)
+        .grace_period(std::time::Duration::from_millis(args.grace_ms))
         .serve_with_shutdown(router, async move {
             // SIGTERM (a process manager) or SIGINT (Ctrl-C): health turns NOT_SERVING, the
             // server sends GOAWAY and lets calls in flight finish for the grace period.

@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
 use hyper_util::server::conn::auto;
 
-use super::body::{DrainOnDrop, ProgressTimeout};
+use super::body::{BodyLimits, DrainOnDrop, Framing, GuardedBody};
 use super::{IDLE_CLOSE_GRACE, Limits};
 use crate::Router;
 use crate::request::{PeerAddr, PeerCertificates};
@@ -33,10 +33,25 @@ pub(super) async fn drive<C>(
     let mut closing = false;
     let mut stop_open = true;
     let mut check = tokio::time::Instant::now() + limits.header_read_timeout;
+    let stall_every = limits
+        .send_timeout
+        .map(|t| (t / 4).max(Duration::from_millis(10)));
+    let mut stall_check = tokio::time::Instant::now() + stall_every.unwrap_or_default();
     loop {
         tokio::select! {
             _ = conn.as_mut() => return,
             _ = shared.close.notified() => return,
+            _ = tokio::time::sleep_until(stall_check), if stall_every.is_some() => {
+                if let (Some(timeout), Some(every)) = (limits.send_timeout, stall_every) {
+                    if let Some(stalled) = shared.send_stalled(timeout) {
+                        // A peer that does not take the response: end its calls (the
+                        // handlers are dropped with the connection).
+                        tracing::debug!(stalled_ms = stalled.as_millis() as u64, "closing a connection whose peer does not read");
+                        return;
+                    }
+                    stall_check = tokio::time::Instant::now() + every;
+                }
+            }
             changed = stop.changed(), if stop_open => {
                 if changed.is_err() || *stop.borrow() {
                     stop_open = false;
@@ -139,17 +154,23 @@ impl Tracker {
         }
     }
 
-    /// Closes the connection idle longest (no call in flight), preferring ones that never
-    /// started a call.
+    /// Closes one idle connection (no call in flight), unless one being closed has not ended
+    /// yet: of those idle for a second or more (younger ones may be in their handshake or
+    /// first request), one that never started a call first, else the longest idle.
     pub(super) fn shed_idle(&self) {
         let state = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        if state.conns.values().any(|c| c.shed.load(Ordering::Relaxed)) {
+            return;
+        }
         let victim = state
             .conns
             .values()
-            .filter(|c| !c.shed.load(Ordering::Relaxed))
-            .filter_map(|c| c.idle_for().map(|idle| (c.served(), idle, c)))
-            .max_by(|a, b| (!a.0, a.1).cmp(&(!b.0, b.1)));
-        if let Some((_, idle, conn)) = victim {
+            .filter_map(|c| {
+                c.idle_for()
+                    .map(|idle| (idle >= SHED_MIN_IDLE, !c.served(), idle, c))
+            })
+            .max_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        if let Some((_, _, idle, conn)) = victim {
             tracing::debug!(
                 idle_ms = idle.as_millis() as u64,
                 "shedding an idle connection"
@@ -159,6 +180,9 @@ impl Tracker {
         }
     }
 }
+
+/// How long a connection must have been idle to be preferred for shedding.
+const SHED_MIN_IDLE: Duration = Duration::from_secs(1);
 
 /// A connection's entry in the [`Tracker`], removed when dropped (when its task ends).
 pub(super) struct Registration {
@@ -191,6 +215,31 @@ pub(super) struct ConnShared {
     idle_since: Mutex<std::time::Instant>,
     /// Forced close.
     pub(super) close: tokio::sync::Notify,
+    /// The send progress of each response being sent (with a send timeout only).
+    sending: Mutex<Sending>,
+}
+
+/// The responses being sent on a connection, for the send timeout.
+#[derive(Default)]
+struct Sending {
+    next: u64,
+    responses: HashMap<u64, Watched>,
+}
+
+/// What the connection task last saw of a response's progress.
+struct Watched {
+    progress: Arc<SendProgress>,
+    polls: u64,
+    since: std::time::Instant,
+}
+
+/// A response's send progress, updated by its body.
+struct SendProgress {
+    /// How many times the body was polled.
+    polls: AtomicU64,
+    /// Whether the body has a frame taken but not yet the next poll: the connection owes the
+    /// peer data it has not sent.
+    waiting: AtomicBool,
 }
 
 impl ConnShared {
@@ -201,7 +250,53 @@ impl ConnShared {
             shed: false.into(),
             idle_since: Mutex::new(std::time::Instant::now()),
             close: tokio::sync::Notify::new(),
+            sending: Mutex::new(Sending::default()),
         }
+    }
+
+    /// Starts watching a response's progress.
+    fn watch(self: &Arc<Self>) -> SendWatch {
+        let progress = Arc::new(SendProgress {
+            polls: AtomicU64::new(0),
+            // Ready to be sent, not yet taken.
+            waiting: AtomicBool::new(true),
+        });
+        let mut sending = self.sending.lock().unwrap_or_else(|p| p.into_inner());
+        let id = sending.next;
+        sending.next += 1;
+        sending.responses.insert(
+            id,
+            Watched {
+                progress: progress.clone(),
+                polls: 0,
+                since: std::time::Instant::now(),
+            },
+        );
+        SendWatch {
+            conn: self.clone(),
+            id,
+            progress,
+        }
+    }
+
+    /// The longest a response has waited to send for at least `timeout`, if one has.
+    fn send_stalled(&self, timeout: Duration) -> Option<Duration> {
+        let now = std::time::Instant::now();
+        let mut sending = self.sending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut worst = None;
+        for watched in sending.responses.values_mut() {
+            let polls = watched.progress.polls.load(Ordering::Relaxed);
+            if polls != watched.polls || !watched.progress.waiting.load(Ordering::Relaxed) {
+                watched.polls = polls;
+                watched.since = now;
+                continue;
+            }
+            let stalled = now.duration_since(watched.since);
+            if stalled >= timeout && worst.is_none_or(|w| stalled > w) {
+                worst = Some(stalled);
+            }
+        }
+        worst
     }
 
     fn active(&self) -> usize {
@@ -229,6 +324,24 @@ impl ConnShared {
         self.served.store(true, Ordering::Relaxed);
         self.active.fetch_add(1, Ordering::AcqRel);
         CallGuard(self.clone())
+    }
+}
+
+/// A response watched for send progress; unwatched when dropped.
+struct SendWatch {
+    conn: Arc<ConnShared>,
+    id: u64,
+    progress: Arc<SendProgress>,
+}
+
+impl Drop for SendWatch {
+    fn drop(&mut self) {
+        self.conn
+            .sending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .responses
+            .remove(&self.id);
     }
 }
 
@@ -365,7 +478,8 @@ pub(super) struct Served {
     pub(super) certs: Option<PeerCertificates>,
     pub(super) connection: crate::ConnectionInfo,
     pub(super) conn: Arc<ConnShared>,
-    pub(super) body_timeout: Option<Duration>,
+    pub(super) body_limits: BodyLimits,
+    pub(super) send_timeout: Option<Duration>,
 }
 
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Served {
@@ -380,13 +494,20 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Served {
         let certs = self.certs.clone();
         let connection = self.connection.clone();
         let peer = self.peer;
-        let timeout = self.body_timeout;
+        let limits = self.body_limits;
+        let watch = self.send_timeout.is_some().then(|| self.conn.clone());
         Box::pin(async move {
-            let mut request = if request.version() < http::Version::HTTP_2 {
-                request
-                    .map(|body| boxed_body(DrainOnDrop(Some(ProgressTimeout::new(body, timeout)))))
+            let framing = if limits.min_rate.is_some() {
+                Framing::of(request.headers().get(http::header::CONTENT_TYPE))
             } else {
-                request.map(|body| boxed_body(ProgressTimeout::new(body, timeout)))
+                Framing::Whole
+            };
+            let mut request = if request.version() < http::Version::HTTP_2 {
+                request.map(|body| {
+                    boxed_body(DrainOnDrop(Some(GuardedBody::new(body, limits, framing))))
+                })
+            } else {
+                request.map(|body| boxed_body(GuardedBody::new(body, limits, framing)))
             };
             if let Some(peer) = peer {
                 request.extensions_mut().insert(PeerAddr(peer));
@@ -401,6 +522,7 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Served {
             };
             Ok(response.map(|body| ServedBody {
                 body,
+                watch: watch.map(|conn| conn.watch()),
                 _guard: guard,
             }))
         })
@@ -410,6 +532,8 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Served {
 /// A response body that keeps its call counted as in flight until it is done or dropped.
 pub(super) struct ServedBody {
     body: crate::Body,
+    /// Its send progress, with a send timeout.
+    watch: Option<SendWatch>,
     _guard: CallGuard,
 }
 
@@ -421,7 +545,17 @@ impl http_body::Body for ServedBody {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+        let this = &mut *self;
+        let polled = std::pin::Pin::new(&mut this.body).poll_frame(cx);
+        if let Some(watch) = &this.watch {
+            // A frame handed over means the connection wants to poll again once it has sent
+            // it: until then the response waits on the peer.
+            let owed = matches!(&polled, std::task::Poll::Ready(Some(Ok(frame))) if frame.is_data())
+                && !this.body.is_end_stream();
+            watch.progress.waiting.store(owed, Ordering::Relaxed);
+            watch.progress.polls.fetch_add(1, Ordering::Relaxed);
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

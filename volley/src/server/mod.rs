@@ -62,6 +62,14 @@ pub const DEFAULT_MAX_FRAME_SIZE: u32 = 16 * 1024;
 /// Default largest header list (HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`) the server accepts
 /// ([`Server::max_header_list_size`]), hyper's: 16 KiB.
 pub const DEFAULT_MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
+/// Default minimum average rate of a request message being received, in bytes per second
+/// ([`Server::min_body_rate`]).
+pub const DEFAULT_MIN_BODY_RATE: u64 = 1024;
+/// Default time a request message may take before [`DEFAULT_MIN_BODY_RATE`] applies
+/// ([`Server::min_body_rate`]).
+pub const DEFAULT_MIN_BODY_RATE_GRACE: Duration = Duration::from_secs(20);
+/// Default time a response may wait for the peer to take it ([`Server::send_timeout`]).
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a connection closed for idleness has to finish its graceful close (an HTTP/2
 /// GOAWAY waits for a ping acknowledgement) before it is dropped.
@@ -82,12 +90,14 @@ const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 ///
 /// | setting | default | why |
 /// | --- | --- | --- |
-/// | [`max_connections`](Self::max_connections) | 10,000 | past it the server stops accepting (the kernel's backlog holds new clients) and closes the longest-idle connection to make room |
+/// | [`max_connections`](Self::max_connections) | 10,000 | at it, a connection accepted waits to be served (the kernel's backlog holds the next ones) while the server closes an idle connection to make room (one idle for a second or more, never used first, else longest idle); when every connection has a call in flight it waits for one to end |
 /// | [`max_concurrent_streams`](Self::max_concurrent_streams) | 200 | hyper's default; nginx uses 128, grpc-go leaves it unbounded |
 /// | [`header_read_timeout`](Self::header_read_timeout) | 30 s | hyper's HTTP/1.1 default, for every request head (so an HTTP/1.1 keep-alive connection idle that long is closed); also the time a new connection of either version has to start its first call |
 /// | [`idle_timeout`](Self::idle_timeout) | 5 min | an HTTP/2 connection with no call in flight is closed (GOAWAY) after it: long enough for client pools between bursts, short enough that abandoned connections do not pile up |
 /// | [`keepalive`](Self::keepalive) | ping every 60 s, 20 s to answer | grpc-go's keepalive timeout; finds dead peers on long streams |
 /// | [`body_progress_timeout`](Self::body_progress_timeout) | 30 s | a request body read by its handler that delivers nothing for this long fails the call (nginx's `client_body_timeout` is 60 s) |
+/// | [`min_body_rate`](Self::min_body_rate) | 1 KiB/s after 20 s | a request message being received may take 20 s plus 1 s per KiB of it (time its handler spends not reading does not count; neither does time between messages), else the call fails: Apache's `mod_reqtimeout` (`body=20,MinRate=500`), so a body trickling a byte every few seconds cannot hold a call |
+/// | [`send_timeout`](Self::send_timeout) | 60 s | a response with data to send that the peer does not take for this long (a zero HTTP/2 window, a socket it never reads) closes its connection, dropping its calls' handlers: nginx's `send_timeout` |
 /// | [`raise_open_files_limit`](Self::raise_open_files_limit) | on | raises the soft `RLIMIT_NOFILE` to the hard limit, as Go's runtime does |
 /// | [`initial_stream_window_size`](Self::initial_stream_window_size) / [`initial_connection_window_size`](Self::initial_connection_window_size) | 1 MiB / 1 MiB | hyper's HTTP/2 flow-control windows; [`adaptive_window`](Self::adaptive_window) (off) sizes them by BDP instead |
 /// | [`max_frame_size`](Self::max_frame_size) | 16 KiB | the HTTP/2 minimum |
@@ -133,6 +143,8 @@ struct Limits {
     idle_timeout: Duration,
     keepalive: Option<(Duration, Duration)>,
     body_progress_timeout: Option<Duration>,
+    min_body_rate: Option<(u64, Duration)>,
+    send_timeout: Option<Duration>,
     raise_open_files_limit: bool,
     h2: H2Settings,
     tcp_nodelay: bool,
@@ -205,6 +217,8 @@ impl Server {
                 idle_timeout: DEFAULT_IDLE_TIMEOUT,
                 keepalive: Some((DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT)),
                 body_progress_timeout: Some(DEFAULT_BODY_PROGRESS_TIMEOUT),
+                min_body_rate: Some((DEFAULT_MIN_BODY_RATE, DEFAULT_MIN_BODY_RATE_GRACE)),
+                send_timeout: Some(DEFAULT_SEND_TIMEOUT),
                 raise_open_files_limit: true,
                 h2: H2Settings {
                     initial_stream_window: DEFAULT_INITIAL_STREAM_WINDOW,
@@ -234,8 +248,10 @@ impl Server {
     }
 
     /// The most connections served at once (default [`DEFAULT_MAX_CONNECTIONS`], 10,000; at
-    /// least 1). At the limit the server stops accepting and closes its longest-idle
-    /// connection, if one has no call in flight.
+    /// least 1). At the limit a connection accepted waits to be served, and the server stops
+    /// accepting more, while it closes an idle connection (no call in flight) to make room: of
+    /// those idle for a second or more, one that never started a call first, else the longest
+    /// idle. With every connection busy, it waits for one to end.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.limits.max_connections = max.max(1);
         self
@@ -275,6 +291,28 @@ impl Server {
     /// not reading does not count.
     pub fn body_progress_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.limits.body_progress_timeout = timeout;
+        self
+    }
+
+    /// The minimum average rate, in bytes per second, at which a request message being
+    /// received must arrive once it has taken `grace` (default [`DEFAULT_MIN_BODY_RATE`],
+    /// 1 KiB/s, after [`DEFAULT_MIN_BODY_RATE_GRACE`], 20 s; `None` for no minimum): a message
+    /// may take `grace` plus its size divided by the rate, counting only time its handler
+    /// spends waiting for it, or the read fails and so does the call. A message is an
+    /// envelope for the enveloped protocols (time between messages of a stream does not count)
+    /// and the whole body for Connect unary calls and gRPC-Web text.
+    pub fn min_body_rate(mut self, rate: Option<(u64, Duration)>) -> Self {
+        self.limits.min_body_rate = rate.map(|(r, grace)| (r.max(1), grace));
+        self
+    }
+
+    /// How long a response with data to send may wait for the peer to take it (default
+    /// [`DEFAULT_SEND_TIMEOUT`], 60 s; `None` for no limit): then its connection is closed,
+    /// and with it every call on it. A peer that keeps an HTTP/2 stream's window shut or
+    /// never reads its socket cannot pin a call and its handler. Time a response spends
+    /// producing its next message does not count.
+    pub fn send_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.limits.send_timeout = timeout;
         self
     }
 
@@ -459,21 +497,9 @@ impl Server {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::pin!(signal);
         let mut last_warning: Option<std::time::Instant> = None;
-        loop {
-            if tracker.len() >= limits.max_connections {
-                // Backpressure: stop accepting until a connection ends; make room by closing
-                // the longest-idle one.
-                tracker.shed_idle();
-                let ended = tracker.ended.notified();
-                tokio::select! {
-                    _ = &mut signal => break,
-                    _ = ended => {}
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                }
-                continue;
-            }
+        'accept: loop {
             let accepted = tokio::select! {
-                _ = &mut signal => break,
+                _ = &mut signal => break 'accept,
                 accepted = listener.accept(&limits) => match accepted {
                     Ok(x) => x,
                     Err(e) => {
@@ -486,7 +512,7 @@ impl Server {
                             // Out of file descriptors: free one and back off, then go on.
                             tracker.shed_idle();
                             tokio::select! {
-                                _ = &mut signal => break,
+                                _ = &mut signal => break 'accept,
                                 _ = tokio::time::sleep(Duration::from_millis(10)) => {}
                             }
                         }
@@ -494,6 +520,17 @@ impl Server {
                     }
                 },
             };
+            // At the limit, the connection accepted waits (and the kernel's backlog holds the
+            // next ones) until one ends; an idle one is closed to make room.
+            while tracker.len() >= limits.max_connections {
+                tracker.shed_idle();
+                let ended = tracker.ended.notified();
+                tokio::select! {
+                    _ = &mut signal => break 'accept,
+                    _ = ended => {}
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
             let dispatch = dispatch.clone();
             let builder = builder.clone();
             let conn = tracker.register();
@@ -511,7 +548,11 @@ impl Server {
                     certs: None,
                     connection,
                     conn: conn.shared.clone(),
-                    body_timeout: limits.body_progress_timeout,
+                    body_limits: body::BodyLimits {
+                        progress: limits.body_progress_timeout,
+                        min_rate: limits.min_body_rate,
+                    },
+                    send_timeout: limits.send_timeout,
                 };
                 #[cfg(feature = "tls")]
                 if let Some(acceptor) = acceptor {
