@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use http::HeaderMap;
 use http::header::{CONTENT_TYPE, HeaderValue};
@@ -68,6 +68,7 @@ fn streaming(call: Call, out: CallOutput) -> http::Response<Body> {
         trailers: out.trailers,
         deadline,
         done: false,
+        end: None,
     };
     let mut res = http::Response::new(http_body_util::BodyExt::boxed_unsync(body));
     *res.headers_mut() = res_headers;
@@ -105,7 +106,12 @@ struct ResponseBody {
     trailers: HeaderMap,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     done: bool,
+    /// The end of stream, made while gathering messages, to send after them.
+    end: Option<Frame<Bytes>>,
 }
+
+/// The most bytes of ready messages gathered into one body chunk.
+const BATCH_LIMIT: usize = 32 * 1024;
 
 impl ResponseBody {
     fn finish(&mut self, error: Option<Error>) -> Frame<Bytes> {
@@ -127,6 +133,9 @@ impl http_body::Body for ResponseBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Some(end) = self.end.take() {
+            return Poll::Ready(Some(Ok(end)));
+        }
         if self.done {
             return Poll::Ready(None);
         }
@@ -136,22 +145,70 @@ impl http_body::Body for ResponseBody {
             let err = Error::deadline_exceeded("the deadline expired while streaming the response");
             return Poll::Ready(Some(Ok(self.finish(Some(err)))));
         }
-        let Some(messages) = self.messages.as_mut() else {
-            return Poll::Ready(None);
-        };
-        let frame = match messages.poll_next(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(None) => self.finish(None),
-            Poll::Ready(Some(Err(_panic))) => {
-                self.finish(Some(Error::internal("handler panicked")))
+        // Every message ready now goes out in one chunk (up to `BATCH_LIMIT`): a stream of
+        // small messages costs a few HTTP/2 DATA frames, not one (and one write) each.
+        let mut batch: Option<BytesMut> = None;
+        let mut first: Option<Bytes> = None;
+        loop {
+            let gathered =
+                first.as_ref().map_or(0, Bytes::len) + batch.as_ref().map_or(0, BytesMut::len);
+            if gathered >= BATCH_LIMIT {
+                break;
             }
-            Poll::Ready(Some(Ok(Err(err)))) => self.finish(Some(err)),
-            Poll::Ready(Some(Ok(Ok(encoded)))) => match self.writer.frame(encoded) {
-                Ok(framed) => Frame::data(self.content_type.body_chunk(framed)),
-                Err(err) => self.finish(Some(err)),
-            },
+            let Some(messages) = self.messages.as_mut() else {
+                break;
+            };
+            let end = match messages.poll_next(cx) {
+                Poll::Pending if gathered == 0 => return Poll::Pending,
+                Poll::Pending => break,
+                Poll::Ready(None) => self.finish(None),
+                Poll::Ready(Some(Err(_panic))) => {
+                    self.finish(Some(Error::internal("handler panicked")))
+                }
+                Poll::Ready(Some(Ok(Err(err)))) => self.finish(Some(err)),
+                Poll::Ready(Some(Ok(Ok(encoded)))) => match self.writer.frame(encoded) {
+                    Ok(framed) => {
+                        match (&mut first, &mut batch) {
+                            (None, _) => first = Some(framed),
+                            (Some(head), None) => {
+                                let mut gather = BytesMut::with_capacity(head.len() + framed.len());
+                                gather.extend_from_slice(head);
+                                gather.extend_from_slice(&framed);
+                                batch = Some(gather);
+                            }
+                            (Some(_), Some(gather)) => gather.extend_from_slice(&framed),
+                        }
+                        continue;
+                    }
+                    Err(err) => self.finish(Some(err)),
+                },
+            };
+            // The stream has ended: an end of stream in the body (Connect, gRPC-Web binary)
+            // joins the batch; trailers (gRPC), or base64 text, follow it.
+            if gathered == 0 {
+                return Poll::Ready(Some(Ok(end)));
+            }
+            match end.into_data() {
+                Ok(data) if !self.content_type.is_text() => {
+                    let gather = batch.get_or_insert_with(|| {
+                        let head = first.take().unwrap_or_default();
+                        let mut gather = BytesMut::with_capacity(head.len() + data.len());
+                        gather.extend_from_slice(&head);
+                        gather
+                    });
+                    gather.extend_from_slice(&data);
+                }
+                Ok(data) => self.end = Some(Frame::data(data)),
+                Err(end) => self.end = Some(end),
+            }
+            break;
+        }
+        let chunk = match (batch, first) {
+            (Some(gather), _) => gather.freeze(),
+            (None, Some(one)) => one,
+            (None, None) => return Poll::Ready(None),
         };
-        Poll::Ready(Some(Ok(frame)))
+        Poll::Ready(Some(Ok(Frame::data(self.content_type.body_chunk(chunk)))))
     }
 
     fn is_end_stream(&self) -> bool {
