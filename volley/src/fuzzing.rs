@@ -13,7 +13,8 @@ use http::HeaderValue;
 use crate::compression::Registry;
 use crate::{Router, Spec, StreamType};
 
-/// The envelope decoder, fed `data` in chunks whose sizes come from the data itself.
+/// The envelope decoder, fed `data` in chunks whose sizes come from the data itself; the same
+/// bytes read in place as one chunk (`Decoder::decode_shared`) give the same envelopes.
 pub fn envelope(data: &[u8]) {
     let Some((&split, rest)) = data.split_first() else {
         return;
@@ -21,17 +22,40 @@ pub fn envelope(data: &[u8]) {
     let step = usize::from(split).max(1);
     let decoder = crate::envelope::Decoder::new(4096);
     let mut buf = BytesMut::new();
-    for chunk in rest.chunks(step) {
+    let mut chunked = Vec::new();
+    let mut chunked_failed = false;
+    'feed: for chunk in rest.chunks(step) {
         buf.extend_from_slice(chunk);
         loop {
             match decoder.decode(&mut buf) {
-                Ok(Some(env)) => assert!(env.data.len() <= 4096),
+                Ok(Some(env)) => {
+                    assert!(env.data.len() <= 4096);
+                    chunked.push(env);
+                }
                 Ok(None) => break,
-                Err(_) => return,
+                Err(_) => {
+                    chunked_failed = true;
+                    break 'feed;
+                }
             }
         }
         assert!(buf.capacity() <= buf.len() + crate::envelope::RESERVE_CHUNK + step + 64);
     }
+    let mut whole = bytes::Bytes::copy_from_slice(rest);
+    let mut shared = Vec::new();
+    let mut shared_failed = false;
+    loop {
+        match decoder.decode_shared(&mut whole) {
+            Ok(Some(env)) => shared.push(env),
+            Ok(None) => break,
+            Err(_) => {
+                shared_failed = true;
+                break;
+            }
+        }
+    }
+    assert_eq!(chunked, shared);
+    assert_eq!(chunked_failed, shared_failed);
 }
 
 fn decompress_with(name: &str, data: &[u8]) {
