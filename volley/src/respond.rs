@@ -212,7 +212,8 @@ impl http_body::Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done
+        // Done, and no end of stream (gRPC's trailers) still to send after the last chunk.
+        self.done && self.end.is_none()
     }
 }
 
