@@ -22,7 +22,9 @@ async fn whoami(request: Request<StringValue>) -> Result<Response<StringValue>, 
     let answer = format!(
         "{} over {:?}, peer address {:?}",
         request.message().value,
-        request.http_version(),
+        request
+            .http_version()
+            .map_or_else(|| "an unknown version".to_owned(), |v| format!("{v:?}")),
         request.peer_addr()
     );
     Ok(Response::new(StringValue::from(answer)))
