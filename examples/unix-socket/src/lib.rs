@@ -20,7 +20,7 @@ pub const WHOAMI: Spec = Spec::new(
 
 async fn whoami(request: Request<StringValue>) -> Result<Response<StringValue>, Error> {
     let answer = format!(
-        "{} over {:?}, peer address {:?}",
+        "{} over {}, peer address {:?}",
         request.message().value,
         request
             .http_version()
