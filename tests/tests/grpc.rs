@@ -417,3 +417,31 @@ async fn grpc_binary_metadata() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A server stream whose messages are all ready at once goes out gathered in few chunks, and
+/// its trailers still follow them (the body is not reported ended before the trailers).
+#[tokio::test]
+async fn gathered_server_stream_keeps_its_trailers() -> anyhow::Result<()> {
+    let (client, _server) = setup().await?;
+    let request = EchoRequest {
+        text: "s".into(),
+        count: 50,
+        ..Default::default()
+    };
+    let reply = client
+        .post(
+            Http::H2,
+            "/volley.interop.v1.InteropService/ServerStream",
+            &grpc_headers("application/grpc", &[]),
+            envelope(0, &request.encode_to_vec()),
+        )
+        .await?;
+    assert_eq!(reply.status, StatusCode::OK);
+    let envs = parse_envelopes(&reply.body)?;
+    assert_eq!(envs.len(), 50);
+    for (i, env) in envs.iter().enumerate() {
+        assert_eq!(EchoResponse::decode_from_slice(&env.data)?.index, i as i32);
+    }
+    assert_eq!(reply.trailer("grpc-status"), Some("0"));
+    Ok(())
+}
