@@ -118,9 +118,9 @@ fn encode_stream<M: Message>(
     observers: Option<Observers>,
 ) -> EncodedStream {
     Box::pin(stream.map(move |item| {
-        item.and_then(|m| {
+        item.and_then(|mut m| {
             if let Some(o) = &observers {
-                o.sent(&m);
+                o.sent(&mut m)?;
             }
             encode_one(codec, &m)
         })
@@ -132,9 +132,9 @@ fn finish_single<M: Message>(
     response: Response<M>,
     observers: Option<Observers>,
 ) -> Result<CallOutput, Error> {
-    let (message, headers, trailers) = response.into_parts();
+    let (mut message, headers, trailers) = response.into_parts();
     if let Some(o) = &observers {
-        o.sent(&message);
+        o.sent(&mut message)?;
     }
     let output = Output::Single(encode_one(codec, &message)?);
     Ok(CallOutput {
@@ -160,19 +160,15 @@ fn finish_stream<M: Message>(
     }
 }
 
-/// Runs the streaming interceptors' start hooks; an error rejects the call.
-fn start_observers(call: &mut CallInput) -> Result<Option<Observers>, Error> {
-    let Some(chain) = call.interceptors.clone() else {
-        return Ok(None);
-    };
-    let info = call_info(call);
-    Observers::start(&chain, &info, &mut call.headers, &mut call.extensions)
-}
-
-/// Ends the observers with the handler's error before any response exists.
+/// Ends the observers with the handler's error before any response exists; a message a hook
+/// rejected fails the call even if the handler then succeeded.
 fn observe_error<T>(observers: &Option<Observers>, result: Result<T, Error>) -> Result<T, Error> {
-    if let (Some(o), Err(e)) = (observers, &result) {
-        o.end(Err(e));
+    let Some(o) = observers else {
+        return result;
+    };
+    let mut result = result.and_then(|v| o.failure().map_or(Ok(v), Err));
+    if let Err(e) = &mut result {
+        o.end_error(e);
     }
     result
 }
@@ -299,28 +295,33 @@ where
     Req: Message,
     Res: Message,
 {
-    fn call(&self, mut call: CallInput) -> HandlerFuture {
+    fn call(&self, call: CallInput) -> HandlerFuture {
         let codec = call.codec;
-        let observers = match start_observers(&mut call) {
-            Ok(o) => o,
-            Err(e) => return Box::pin(async move { Err(e) }),
-        };
+        let chain = call.interceptors.clone();
+        let info = chain.as_ref().map(|_| call_info(&call));
         let CallInput {
-            headers,
-            extensions,
+            mut headers,
+            mut extensions,
             deadline,
             input,
             spec,
             ..
         } = call;
         let f = self.f.clone();
-        let obs = observers.clone();
-        let mut guard = crate::interceptor::EndGuard(observers.clone());
         Box::pin(async move {
+            // The open hooks run first: a refusal means the handler never runs.
+            let observers = match (chain, info) {
+                (Some(chain), Some(info)) => {
+                    Observers::start(&chain, info, &mut headers, &mut extensions).await?
+                }
+                _ => None,
+            };
+            let obs = observers.clone();
+            let mut guard = crate::interceptor::EndGuard(observers.clone());
             let result = async move {
-                let message = codec.decode::<Req>(single(input, &spec).await?)?;
+                let mut message = codec.decode::<Req>(single(input, &spec).await?)?;
                 if let Some(o) = &obs {
-                    o.received(&message);
+                    o.received(&mut message)?;
                 }
                 f(Request::from_parts(
                     message, headers, extensions, deadline, spec,
@@ -338,40 +339,49 @@ where
 /// The shared driver of the two kinds whose input is a stream: hands the handler a
 /// [`Streaming`] request, then turns its response into output with `finish`.
 fn call_with_stream<F, Fut, Req, R>(
-    f: &F,
-    mut call: CallInput,
+    f: &Arc<F>,
+    call: CallInput,
     finish: fn(Codec, R, Option<Observers>) -> Result<CallOutput, Error>,
 ) -> HandlerFuture
 where
-    F: Fn(Request<Streaming<Req>>) -> Fut,
+    F: Fn(Request<Streaming<Req>>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<R, Error>> + Send + 'static,
     Req: Message,
     R: Send + 'static,
 {
     let codec = call.codec;
-    let observers = match start_observers(&mut call) {
-        Ok(o) => o,
-        Err(e) => return Box::pin(async move { Err(e) }),
-    };
+    let chain = call.interceptors.clone();
+    let info = chain.as_ref().map(|_| call_info(&call));
     let CallInput {
-        headers,
-        extensions,
+        mut headers,
+        mut extensions,
         deadline,
         input,
         spec,
         ..
     } = call;
-    let stream = Streaming::new(into_stream(input), codec, Arc::default())
-        .observed(observers.clone(), false);
-    let fut = f(Request::from_parts(
-        stream, headers, extensions, deadline, spec,
-    ));
-    let mut guard = crate::interceptor::EndGuard(observers.clone());
+    let (Some(chain), Some(info)) = (chain, info) else {
+        let stream = Streaming::new(into_stream(input), codec, Arc::default());
+        let fut = f(Request::from_parts(
+            stream, headers, extensions, deadline, spec,
+        ));
+        return Box::pin(async move { finish(codec, fut.await?, None) });
+    };
+    let f = f.clone();
     Box::pin(async move {
+        // The open hooks run first: a refusal means the handler never runs.
+        let observers = Observers::start(&chain, info, &mut headers, &mut extensions).await?;
+        let stream = Streaming::new(into_stream(input), codec, Arc::default())
+            .observed(observers.clone(), false);
+        let fut = f(Request::from_parts(
+            stream, headers, extensions, deadline, spec,
+        ));
+        let mut guard = crate::interceptor::EndGuard(observers.clone());
         let result = fut.await;
         guard.disarm();
         let response = observe_error(&observers, result)?;
-        finish(codec, response, observers)
+        let output = finish(codec, response, observers.clone());
+        observe_error(&observers, output)
     })
 }
 
@@ -383,7 +393,7 @@ where
     Res: Message,
 {
     fn call(&self, call: CallInput) -> HandlerFuture {
-        call_with_stream(self.f.as_ref(), call, finish_single::<Res>)
+        call_with_stream(&self.f, call, finish_single::<Res>)
     }
 }
 
@@ -395,7 +405,7 @@ where
     Res: Message,
 {
     fn call(&self, call: CallInput) -> HandlerFuture {
-        call_with_stream(self.f.as_ref(), call, |codec, response, observers| {
+        call_with_stream(&self.f, call, |codec, response, observers| {
             Ok(finish_stream::<Res>(codec, response, observers))
         })
     }

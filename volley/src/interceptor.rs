@@ -7,6 +7,10 @@
 //! - Streaming calls call [`Interceptor::stream`] once at the start (which may reject the call
 //!   or stamp headers and extensions) and get back an optional [`StreamObserver`] told about every
 //!   message each way and how the stream ended — including cancellation and deadline expiry.
+//! - Streaming calls also call [`Interceptor::open_stream`], an async hook at the start (before
+//!   the handler runs on the server, before the request is sent on the client) that may refuse
+//!   the call, change headers and extensions, and return [`StreamHooks`] that may inspect,
+//!   rewrite or reject every message each way and see the end with its status and trailers.
 //!
 //! With no interceptor installed, calls take exactly the path they take without this module.
 //!
@@ -260,6 +264,94 @@ pub trait StreamObserver: Send + 'static {
     }
 }
 
+/// A streaming call as it opens, as [`Interceptor::open_stream`] sees it: before the handler
+/// runs (server) or the request is sent (client).
+///
+/// Changes to the headers reach the handler (server) or the wire (client); values put in the
+/// extensions reach the handler (server) or the HTTP request (client, for the transport).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct StreamStart {
+    /// About the call.
+    pub info: CallInfo,
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// Request extensions.
+    pub extensions: Extensions,
+}
+
+impl StreamStart {
+    /// A stream opening for `info` with no headers or extensions: for testing an interceptor
+    /// by calling it directly.
+    pub fn new(info: CallInfo) -> Self {
+        Self {
+            info,
+            headers: HeaderMap::new(),
+            extensions: Extensions::new(),
+        }
+    }
+}
+
+/// How a streaming call ended, as [`StreamHooks::on_end`] sees it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct StreamEnd<'a> {
+    /// `Ok` for success, else the error: the handler's, a hook's, a protocol or transport
+    /// error, cancellation or deadline expiry.
+    pub result: Result<(), &'a Error>,
+    /// The trailers. Server: those about to be sent, which a hook may change; when the call
+    /// fails before its response started, the error's metadata, sent as its trailers. Client:
+    /// those received (what [`Streaming::trailers`](crate::Streaming::trailers) then returns),
+    /// or the error's metadata when the call failed.
+    pub trailers: &'a mut HeaderMap,
+}
+
+/// Hooks on every message of one streaming call and on its end, returned by
+/// [`Interceptor::open_stream`]. Unlike a [`StreamObserver`], they may change messages and
+/// reject them.
+///
+/// Messages are typed: downcast them to the method's request type (`on_receive` on the
+/// server, `on_send` on the client) or response type (`on_send` on the server, `on_receive` on
+/// the client) with [`downcast_mut`](https://doc.rust-lang.org/std/any/trait.Any.html#method.downcast_mut-2).
+///
+/// Returning an error from a message hook rejects the message: it goes no further, and the
+/// call fails with that error, whatever follows (server: the handler reading the request
+/// stream gets the error, and the response ends with it even if the handler then succeeds;
+/// client: the caller gets the error instead of the message, or of the transport error that
+/// cancelling the request body causes).
+///
+/// Messages pass the hooks of a chain in the order they travel: on the server, incoming
+/// messages meet the first interceptor first and outgoing ones the last first; on the client,
+/// outgoing messages meet the first interceptor first and incoming ones the last first. Ends
+/// are reported innermost first. [`StreamObserver`]s see each message after the hooks.
+pub trait StreamHooks: Send + 'static {
+    /// A message arrived: request messages on the server, response messages on the client.
+    fn on_receive(&mut self, message: &mut (dyn Any + Send)) -> Result<(), Error> {
+        let _ = message;
+        Ok(())
+    }
+    /// A message is about to be sent: response messages on the server, request messages on
+    /// the client.
+    fn on_send(&mut self, message: &mut (dyn Any + Send)) -> Result<(), Error> {
+        let _ = message;
+        Ok(())
+    }
+    /// The stream ended. Called exactly once, cancellation and deadline expiry included.
+    fn on_end(&mut self, end: StreamEnd<'_>) {
+        let _ = end;
+    }
+}
+
+impl std::fmt::Debug for dyn StreamHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StreamHooks")
+    }
+}
+
+/// What [`Interceptor::open_stream`] returns: hooks for the stream, none, or the error that
+/// refuses it.
+pub type OpenStream<'a> = BoxFuture<'a, Result<Option<Box<dyn StreamHooks>>, Error>>;
+
 /// An interceptor. Every method has a pass-through default.
 ///
 /// Install it with [`Router::interceptor`](crate::Router::interceptor) (server) or
@@ -331,67 +423,264 @@ pub trait Interceptor: Send + Sync + 'static {
         let _ = (info, headers, extensions);
         Ok(None)
     }
+
+    /// Called when a streaming call opens, after [`stream`](Self::stream): an async hook
+    /// (look a token up, ask a policy service) that sees the method, headers, extensions and
+    /// peer in `start` and may change the headers and extensions. Return an error to refuse
+    /// the call before its handler runs (server) or its request is sent (client), or
+    /// [`StreamHooks`] to see and rewrite its messages and see its end. The default does
+    /// nothing.
+    ///
+    /// ```
+    /// use std::any::Any;
+    /// use volley::interceptor::{OpenStream, StreamEnd, StreamHooks, StreamStart};
+    /// use volley::{Error, Interceptor};
+    ///
+    /// /// Looks the bearer token up (asynchronously) before any stream runs, and times it.
+    /// struct StreamAuth;
+    ///
+    /// async fn lookup(token: &str) -> Option<String> {
+    ///     (token == "Bearer s3cret").then(|| "ada".to_string())
+    /// }
+    ///
+    /// struct Timer(std::time::Instant);
+    ///
+    /// impl StreamHooks for Timer {
+    ///     fn on_receive(&mut self, message: &mut (dyn Any + Send)) -> Result<(), Error> {
+    ///         // Downcast to the method's type to inspect or rewrite.
+    ///         let _ = message;
+    ///         Ok(())
+    ///     }
+    ///     fn on_end(&mut self, end: StreamEnd<'_>) {
+    ///         let ok = end.result.is_ok();
+    ///         tracing::info!(elapsed = ?self.0.elapsed(), ok, "stream ended");
+    ///     }
+    /// }
+    ///
+    /// impl Interceptor for StreamAuth {
+    ///     fn open_stream<'a>(&'a self, start: &'a mut StreamStart) -> OpenStream<'a> {
+    ///         Box::pin(async move {
+    ///             let token = start.headers.get("authorization").and_then(|v| v.to_str().ok());
+    ///             let user = lookup(token.unwrap_or_default())
+    ///                 .await
+    ///                 .ok_or_else(|| Error::unauthenticated("unknown token"))?;
+    ///             start.extensions.insert(user);
+    ///             Ok(Some(Box::new(Timer(std::time::Instant::now())) as Box<dyn StreamHooks>))
+    ///         })
+    ///     }
+    /// }
+    /// ```
+    fn open_stream<'a>(&'a self, start: &'a mut StreamStart) -> OpenStream<'a> {
+        let _ = start;
+        // A zero-sized future: boxing it allocates nothing.
+        Box::pin(NoHooks)
+    }
 }
 
-/// The observers of one streaming call, shared by its input side, output side and end.
-#[derive(Clone, Default)]
+/// The default `open_stream`: ready at once, with no hooks.
+struct NoHooks;
+
+impl Future for NoHooks {
+    type Output = Result<Option<Box<dyn StreamHooks>>, Error>;
+
+    fn poll(
+        self: Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::task::Poll::Ready(Ok(None))
+    }
+}
+
+/// The observers and hooks of one streaming call, shared by its input side, output side and
+/// end.
+#[derive(Clone)]
 pub(crate) struct Observers {
     inner: Arc<Mutex<ObserverState>>,
     deadline: Option<Instant>,
 }
 
-#[derive(Default)]
 struct ObserverState {
     observers: Vec<Box<dyn StreamObserver>>,
+    /// In chain order, outermost first.
+    hooks: Vec<Box<dyn StreamHooks>>,
+    side: Side,
     ended: bool,
+    /// The first error a hook rejected a message with: the call's outcome from then on.
+    failure: Option<Error>,
+}
+
+impl ObserverState {
+    fn end(&mut self, result: Result<(), &Error>, trailers: &mut HeaderMap) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        // Innermost first, as a unary chain returns.
+        for h in self.hooks.iter_mut().rev() {
+            h.on_end(StreamEnd {
+                result,
+                trailers: &mut *trailers,
+            });
+        }
+        self.observers.iter_mut().for_each(|o| o.on_end(result));
+    }
+
+    /// Runs `f` on every hook in the order a message travels in that direction: outermost
+    /// first for what comes in from the wire on the server and goes out on the client.
+    fn run_hooks(
+        &mut self,
+        outermost_first: bool,
+        mut f: impl FnMut(&mut dyn StreamHooks) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let result = if outermost_first {
+            self.hooks.iter_mut().try_for_each(|h| f(h.as_mut()))
+        } else {
+            self.hooks.iter_mut().rev().try_for_each(|h| f(h.as_mut()))
+        };
+        if let Err(e) = &result
+            && self.failure.is_none()
+        {
+            self.failure = Some(copy_error(e));
+        }
+        result
+    }
 }
 
 impl Observers {
-    /// Runs every interceptor's `stream` hook; `None` when nobody observes.
-    pub(crate) fn start(
+    /// Runs every interceptor's `stream` and `open_stream` hooks, in chain order; `None` when
+    /// nobody observes or hooks the stream. An error refuses the call: the interceptors already
+    /// opened are told the stream ended with it.
+    pub(crate) async fn start(
         chain: &[Arc<dyn Interceptor>],
-        info: &CallInfo,
+        info: CallInfo,
         headers: &mut HeaderMap,
         extensions: &mut Extensions,
     ) -> Result<Option<Self>, Error> {
-        let mut observers = Vec::new();
+        let deadline = info.deadline;
+        let mut state = ObserverState {
+            observers: Vec::new(),
+            hooks: Vec::new(),
+            side: info.side,
+            ended: false,
+            failure: None,
+        };
+        let mut start = StreamStart {
+            info,
+            headers: std::mem::take(headers),
+            extensions: std::mem::take(extensions),
+        };
+        let mut refused = None;
         for i in chain {
-            if let Some(o) = i.stream(info, headers, extensions)? {
-                observers.push(o);
+            match i.stream(&start.info, &mut start.headers, &mut start.extensions) {
+                Ok(Some(o)) => state.observers.push(o),
+                Ok(None) => {}
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+            match i.open_stream(&mut start).await {
+                Ok(Some(h)) => state.hooks.push(h),
+                Ok(None) => {}
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
             }
         }
-        if observers.is_empty() {
+        *headers = start.headers;
+        *extensions = start.extensions;
+        if let Some(mut e) = refused {
+            end_with_error(&mut state, &mut e);
+            return Err(e);
+        }
+        if state.observers.is_empty() && state.hooks.is_empty() {
             return Ok(None);
         }
         Ok(Some(Self {
-            inner: Arc::new(Mutex::new(ObserverState {
-                observers,
-                ended: false,
-            })),
-            deadline: info.deadline,
+            inner: Arc::new(Mutex::new(state)),
+            deadline,
         }))
     }
 
-    pub(crate) fn received(&self, message: &(dyn Any + Send)) {
+    /// A message arrived: the hooks may change or reject it, then the observers see it.
+    pub(crate) fn received(&self, message: &mut (dyn Any + Send)) -> Result<(), Error> {
+        let Ok(mut s) = self.inner.lock() else {
+            return Ok(());
+        };
+        let outermost_first = s.side == Side::Server;
+        s.run_hooks(outermost_first, |h| h.on_receive(&mut *message))?;
+        s.observers.iter_mut().for_each(|o| o.on_receive(&*message));
+        Ok(())
+    }
+
+    /// A message is about to be sent: the hooks may change or reject it, then the observers
+    /// see it.
+    pub(crate) fn sent(&self, message: &mut (dyn Any + Send)) -> Result<(), Error> {
+        let Ok(mut s) = self.inner.lock() else {
+            return Ok(());
+        };
+        let outermost_first = s.side == Side::Client;
+        s.run_hooks(outermost_first, |h| h.on_send(&mut *message))?;
+        s.observers.iter_mut().for_each(|o| o.on_send(&*message));
+        Ok(())
+    }
+
+    /// The error a hook rejected a message with, if one did.
+    pub(crate) fn failure(&self) -> Option<Error> {
+        self.inner
+            .lock()
+            .ok()
+            .and_then(|s| s.failure.as_ref().map(copy_error))
+    }
+
+    /// Ends the stream (once; later calls do nothing) with `result` and `trailers`.
+    pub(crate) fn end(&self, result: Result<(), &Error>, trailers: &mut HeaderMap) {
         if let Ok(mut s) = self.inner.lock() {
-            s.observers.iter_mut().for_each(|o| o.on_receive(message));
+            s.end(result, trailers);
         }
     }
 
-    pub(crate) fn sent(&self, message: &(dyn Any + Send)) {
+    /// Ends the stream with `error`, whose metadata the hooks see (and may change) as the
+    /// trailers.
+    pub(crate) fn end_error(&self, error: &mut Error) {
         if let Ok(mut s) = self.inner.lock() {
-            s.observers.iter_mut().for_each(|o| o.on_send(message));
+            end_with_error(&mut *s, error);
         }
     }
+}
 
-    pub(crate) fn end(&self, result: Result<(), &Error>) {
-        if let Ok(mut s) = self.inner.lock()
-            && !s.ended
-        {
-            s.ended = true;
-            s.observers.iter_mut().for_each(|o| o.on_end(result));
-        }
+/// A copy of `error`: code, message, details, metadata, headers and wire flag (its source,
+/// which cannot be copied, stays with the original).
+fn copy_error(error: &Error) -> Error {
+    let mut copy = Error::new(error.code(), error.message())
+        .with_metadata(error.metadata().clone())
+        .with_headers(error.headers().clone());
+    for d in error.details() {
+        copy.push_detail(d.clone());
     }
+    if error.is_wire() {
+        copy.into_wire()
+    } else {
+        copy
+    }
+}
+
+fn end_with_error(state: &mut ObserverState, error: &mut Error) {
+    let mut trailers = std::mem::take(error.metadata_mut());
+    state.end(Err(&*error), &mut trailers);
+    *error.metadata_mut() = trailers;
+}
+
+/// The outcome of a call that failed with `error`: the error a hook rejected a message with
+/// wins (the transport error it caused is its consequence); the observers are told.
+pub(crate) fn fail(observers: Option<&Observers>, error: Error) -> Error {
+    let Some(o) = observers else {
+        return error;
+    };
+    let mut error = o.failure().unwrap_or(error);
+    o.end_error(&mut error);
+    error
 }
 
 /// Ends the observers if the call is dropped before it finished: `deadline_exceeded` when the
@@ -414,7 +703,7 @@ impl Drop for EndGuard {
             } else {
                 Error::canceled("the call was dropped before it finished")
             };
-            o.end(Err(&err));
+            o.end(Err(&err), &mut HeaderMap::new());
         }
     }
 }

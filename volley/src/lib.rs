@@ -131,7 +131,7 @@ pub use code::Code;
 pub use codec::{Codec, Message};
 pub use cors::Cors;
 pub use error::{BoxError, Error, ErrorDetail};
-pub use interceptor::{Interceptor, StreamObserver};
+pub use interceptor::{Interceptor, StreamHooks, StreamObserver};
 pub use peer::{ConnectionInfo, TlsInfo};
 pub use protocol::Protocol;
 pub use request::{PeerAddr, PeerCertificates, Request, Response};

@@ -117,8 +117,13 @@ impl ResponseBody {
     fn finish(&mut self, error: Option<Error>) -> Frame<Bytes> {
         self.done = true;
         self.messages = None;
+        let mut error = error;
         if let Some(o) = self.observers.0.take() {
-            o.end(error.as_ref().map_or(Ok(()), Err));
+            // A message a hook rejected fails the call, even if the handler went on.
+            if error.is_none() {
+                error = o.failure();
+            }
+            o.end(error.as_ref().map_or(Ok(()), Err), &mut self.trailers);
         }
         let trailers = std::mem::take(&mut self.trailers);
         self.content_type.end_of_stream(error.as_ref(), trailers)

@@ -471,21 +471,44 @@ impl<M: Message> Stream for Streaming<M> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let codec = self.codec;
-        let item = match ready!(self.raw.as_mut().poll_next(cx)) {
+        let mut item = match ready!(self.raw.as_mut().poll_next(cx)) {
             Some(Ok(bytes)) => Some(codec.decode::<M>(bytes)),
             Some(Err(e)) => Some(Err(e)),
             None => None,
         };
-        if let Some(o) = &self.observers {
-            let ends_call = self.end_guard.0.is_some();
-            match &item {
-                Some(Ok(m)) => o.received(m),
-                Some(Err(e)) if ends_call => o.end(Err(e)),
-                None if ends_call => o.end(Ok(())),
-                _ => {}
+        let this = &mut *self;
+        if let Some(o) = &this.observers {
+            if let Some(Ok(m)) = &mut item
+                && let Err(e) = o.received(m)
+            {
+                // A hook rejected the message: the stream ends with its error.
+                item = Some(Err(e));
+                this.raw = Box::pin(futures_util::stream::empty());
             }
-            if ends_call && !matches!(item, Some(Ok(_))) {
-                self.end_guard.0 = None;
+            // Client side: the end of this stream is the end of the call.
+            if this.end_guard.0.is_some() {
+                match &mut item {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        if let Some(failure) = o.failure() {
+                            *e = failure;
+                        }
+                        o.end_error(e);
+                    }
+                    None => match o.failure() {
+                        Some(mut failure) => {
+                            o.end_error(&mut failure);
+                            item = Some(Err(failure));
+                        }
+                        None => match this.trailers.lock() {
+                            Ok(mut trailers) => o.end(Ok(()), &mut trailers),
+                            Err(_) => o.end(Ok(()), &mut HeaderMap::new()),
+                        },
+                    },
+                }
+                if !matches!(item, Some(Ok(_))) {
+                    this.end_guard.0 = None;
+                }
             }
         }
         Poll::Ready(item)

@@ -23,7 +23,7 @@ use futures_util::StreamExt as _;
 use crate::codec::{Codec, Message};
 use crate::compression::{Compression, Registry};
 use crate::headers;
-use crate::interceptor::Observers;
+use crate::interceptor::{EndGuard, Observers, fail};
 use crate::protocol::{ClientHead, ContentType, Protocol, connect};
 use crate::stream::{Body, Encoded, FrameWriter, Streaming, full_body};
 use crate::{ConnectionInfo, Error, Idempotency, Response, Spec};
@@ -682,8 +682,8 @@ impl<T: Transport> Client<T> {
         }
     }
 
-    /// Runs the streaming interceptors' start hooks for a client call.
-    fn observe(&self, spec: Spec, p: &mut Prepared) -> Result<Option<Observers>, Error> {
+    /// Runs the streaming interceptors' open hooks for a client call, before anything is sent.
+    async fn observe(&self, spec: Spec, p: &mut Prepared) -> Result<Option<Observers>, Error> {
         let Some(chain) = &self.config.interceptors else {
             return Ok(None);
         };
@@ -694,7 +694,7 @@ impl<T: Transport> Client<T> {
             peer: None,
             deadline: p.deadline,
         };
-        Observers::start(chain, &info, &mut p.headers, &mut p.extensions)
+        Observers::start(chain, info, &mut p.headers, &mut p.extensions).await
     }
 
     async fn connect_unary<Res: Message>(
@@ -746,10 +746,13 @@ impl<T: Transport> Client<T> {
         options: CallOptions,
     ) -> Result<Response<Streaming<Res>>, Error> {
         let mut p = self.prepare(&spec, options)?;
-        let observers = self.observe(spec, &mut p)?;
+        let observers = self.observe(spec, &mut p).await?;
         let deadline = p.deadline;
-        if let Some(o) = &observers {
-            o.sent(&request);
+        let mut request = request;
+        if let Some(o) = &observers
+            && let Err(e) = o.sent(&mut request)
+        {
+            return Err(fail(Some(o), e));
         }
         let open = async move {
             let encoded = p.writer.encode(&request)?;
@@ -781,17 +784,15 @@ impl<T: Transport> Client<T> {
             }
         };
         let span = self.span(&spec);
+        // Dropped while opening (the caller gave up), the call reports `canceled`.
+        let mut guard = EndGuard(observers.clone());
         let opened =
             tracing::Instrument::instrument(with_deadline(deadline, open), span.clone()).await;
+        guard.disarm();
         record_status(&span, opened.as_ref().err());
         let (headers, stream, connection) = match opened {
             Ok(x) => x,
-            Err(e) => {
-                if let Some(o) = &observers {
-                    o.end(Err(&e));
-                }
-                return Err(e);
-            }
+            Err(e) => return Err(fail(observers.as_ref(), e)),
         };
         let stream = read::with_stream_deadline(stream, deadline).observed(observers, true);
         with_connection(
@@ -813,17 +814,22 @@ impl<T: Transport> Client<T> {
         S: Stream<Item = Req> + Send + 'static,
     {
         let mut p = self.prepare(&spec, options)?;
-        let observers = self.observe(spec, &mut p)?;
+        let observers = self.observe(spec, &mut p).await?;
         let deadline = p.deadline;
         let body = request_body(&p, requests, observers.clone());
         let span = self.span(&spec);
+        // Dropped before the end (the caller gave up), the call reports `canceled`.
+        let mut guard = EndGuard(observers.clone());
+        let obs = observers.clone();
         let call = async move {
             let (headers, stream, connection) = self.open_stream::<Res>(&spec, p, body).await?;
-            let mut stream = stream.observed(observers.clone(), true);
+            let mut stream = stream.observed(obs, true);
             with_connection(read::finish_unary(headers, &mut stream).await?, connection)
         };
-        let result =
-            tracing::Instrument::instrument(with_deadline(deadline, call), span.clone()).await;
+        let result = tracing::Instrument::instrument(with_deadline(deadline, call), span.clone())
+            .await
+            .map_err(|e| fail(observers.as_ref(), e));
+        guard.disarm();
         record_status(&span, result.as_ref().err());
         result
     }
@@ -836,20 +842,26 @@ impl<T: Transport> Client<T> {
         options: CallOptions,
     ) -> Result<BidiStream<Req, Res>, Error> {
         let mut p = self.prepare(&spec, options)?;
-        let observers = self.observe(spec, &mut p)?;
+        let observers = self.observe(spec, &mut p).await?;
         let deadline = p.deadline;
         let (tx, rx) = tokio::sync::mpsc::channel::<Req>(16);
         let body = request_body(&p, tokio_stream_from(rx), observers.clone());
         let this = self.clone();
+        let obs = observers.clone();
         let open = async move {
             let (headers, stream, connection) = this.open_stream::<Res>(&spec, p, body).await?;
-            Ok((headers, stream.observed(observers, true), connection))
+            Ok((headers, stream.observed(obs, true), connection))
         };
-        Ok(BidiStream::new(
-            tx,
-            Box::pin(with_deadline(deadline, open)),
-            deadline,
-        ))
+        let open = async move {
+            // Dropped while opening (the stream was dropped), the call reports `canceled`.
+            let mut guard = EndGuard(observers.clone());
+            let opened = with_deadline(deadline, open)
+                .await
+                .map_err(|e| fail(observers.as_ref(), e));
+            guard.disarm();
+            opened
+        };
+        Ok(BidiStream::new(tx, Box::pin(open), deadline))
     }
 }
 
@@ -903,9 +915,11 @@ where
     S: Stream<Item = Req> + Send + 'static,
 {
     let (writer, ct) = (p.writer.clone(), p.content_type);
-    let frames = requests.map(move |m| {
+    let frames = requests.map(move |mut m| {
         if let Some(o) = &observers {
-            o.sent(&m);
+            // A hook's rejection fails the body, cancelling the request; the caller sees the
+            // hook's error (see `interceptor::fail`).
+            o.sent(&mut m)?;
         }
         let encoded = writer.encode(&m)?;
         frame_one(&writer, ct, encoded).map(::http_body::Frame::data)
