@@ -645,7 +645,7 @@ impl Observers {
     /// trailers.
     pub(crate) fn end_error(&self, error: &mut Error) {
         if let Ok(mut s) = self.inner.lock() {
-            end_with_error(&mut *s, error);
+            end_with_error(&mut s, error);
         }
     }
 }

@@ -67,11 +67,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let records = server_records.lock().map(|r| r.clone()).unwrap_or_default();
     let clients = client_records.lock().map(|r| r.clone()).unwrap_or_default();
     for r in records.iter().chain(&clients) {
+        let by = r
+            .user
+            .as_deref()
+            .map_or(String::new(), |u| format!(" by {u}"));
         println!(
-            "{:?} {} by {:?}: {} in, {} out, {:?}, {}",
+            "{:?} {}{by}: {} in, {} out, {:?}, {}",
             r.side,
             r.method,
-            r.user,
             r.received,
             r.sent,
             r.elapsed,
