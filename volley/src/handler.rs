@@ -308,14 +308,20 @@ where
             ..
         } = call;
         let f = self.f.clone();
+        let (Some(chain), Some(info)) = (chain, info) else {
+            // No interceptors: a future holding nothing for them.
+            return Box::pin(async move {
+                let message = codec.decode::<Req>(single(input, &spec).await?)?;
+                let response = f(Request::from_parts(
+                    message, headers, extensions, deadline, spec,
+                ))
+                .await?;
+                Ok(finish_stream(codec, response, None))
+            });
+        };
         Box::pin(async move {
             // The open hooks run first: a refusal means the handler never runs.
-            let observers = match (chain, info) {
-                (Some(chain), Some(info)) => {
-                    Observers::start(&chain, info, &mut headers, &mut extensions).await?
-                }
-                _ => None,
-            };
+            let observers = Observers::start(&chain, info, &mut headers, &mut extensions).await?;
             let obs = observers.clone();
             let mut guard = crate::interceptor::EndGuard(observers.clone());
             let result = async move {
