@@ -50,7 +50,7 @@ impl Wire for Connect {
         }
     }
 
-    fn encoding_headers(ct: ContentType) -> (&'static str, &'static str) {
+    fn encoding_headers(ct: ContentType) -> (http::HeaderName, http::HeaderName) {
         if ct.variant {
             (CONTENT_ENCODING, ACCEPT_ENCODING)
         } else {
