@@ -8,7 +8,8 @@ use percent_encoding::{AsciiSet, CONTROLS, percent_decode, utf8_percent_encode};
 /// `content-type`.
 pub const CONTENT_TYPE: HeaderName = HeaderName::from_static("content-type");
 /// `connect-protocol-version`.
-pub const CONNECT_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("connect-protocol-version");
+pub const CONNECT_PROTOCOL_VERSION: HeaderName =
+    HeaderName::from_static("connect-protocol-version");
 /// `connect-timeout-ms`.
 pub const CONNECT_TIMEOUT_MS: HeaderName = HeaderName::from_static("connect-timeout-ms");
 /// `content-encoding` (Connect unary).
@@ -16,7 +17,8 @@ pub const CONTENT_ENCODING: HeaderName = HeaderName::from_static("content-encodi
 /// `accept-encoding` (Connect unary).
 pub const ACCEPT_ENCODING: HeaderName = HeaderName::from_static("accept-encoding");
 /// `connect-content-encoding` (Connect streaming).
-pub const CONNECT_CONTENT_ENCODING: HeaderName = HeaderName::from_static("connect-content-encoding");
+pub const CONNECT_CONTENT_ENCODING: HeaderName =
+    HeaderName::from_static("connect-content-encoding");
 /// `connect-accept-encoding` (Connect streaming).
 pub const CONNECT_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("connect-accept-encoding");
 /// `grpc-timeout`.
@@ -31,6 +33,30 @@ pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 pub const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 /// `grpc-status-details-bin`.
 pub const GRPC_STATUS_DETAILS: HeaderName = HeaderName::from_static("grpc-status-details-bin");
+
+/// The first value of each of `names`, found in one pass over a small map (a request head
+/// has a handful of headers; hashing each name for a lookup costs more than comparing), by
+/// lookup in a large one.
+pub(crate) fn first_of<'h, const N: usize>(
+    headers: &'h HeaderMap,
+    names: [&HeaderName; N],
+) -> [Option<&'h HeaderValue>; N] {
+    let mut found = [None; N];
+    if headers.len() > 16 {
+        for (slot, name) in found.iter_mut().zip(names) {
+            *slot = headers.get(name);
+        }
+        return found;
+    }
+    for (name, value) in headers {
+        if let Some(i) = names.iter().position(|n| *n == name)
+            && found[i].is_none()
+        {
+            found[i] = Some(value);
+        }
+    }
+    found
+}
 
 /// Characters escaped in `grpc-message`: everything outside printable ASCII, plus `%`.
 const GRPC_MESSAGE_ESCAPE: &AsciiSet = &CONTROLS.add(b'%');
