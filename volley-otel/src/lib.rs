@@ -319,10 +319,13 @@ impl Builder {
     }
 }
 
+/// The encoded size of a message, if it is of the type the function was made for.
+type SizeOf = fn(&dyn Any) -> Option<usize>;
+
 /// Size functions of the measured message types.
 #[derive(Default)]
 struct Sizes {
-    by_type: HashMap<TypeId, fn(&dyn Any) -> Option<usize>>,
+    by_type: HashMap<TypeId, SizeOf>,
     requests: Vec<fn(&UnaryRequest) -> Option<usize>>,
     responses: Vec<fn(&UnaryResponse) -> Option<usize>>,
 }
