@@ -110,10 +110,12 @@ impl TextMapPropagator for TraceContextPropagator {
         else {
             return cx.clone();
         };
-        // An unparsable tracestate is dropped; the traceparent still holds.
-        let state = extractor
-            .get(TRACESTATE)
-            .filter(|s| s.len() <= MAX_TRACESTATE)
+        // Several `tracestate` fields make one list. An unparsable or oversized one is
+        // dropped; the traceparent still holds.
+        let fields = extractor.get_all(TRACESTATE).unwrap_or_default();
+        let total: usize = fields.iter().map(|f| f.len() + 1).sum();
+        let state = (total <= MAX_TRACESTATE && !fields.is_empty())
+            .then(|| fields.join(","))
             .and_then(|s| TraceState::from_str(s.trim()).ok())
             .unwrap_or_default();
         cx.with_remote_span_context(SpanContext::new(trace, span, flags, true, state))
@@ -139,13 +141,23 @@ impl Injector for HeaderInjector<'_> {
     }
 }
 
-/// Reads propagation fields from request headers. Repeated headers (a `tracestate` split over
-/// several lines) are not joined: the first one is read.
+/// Reads propagation fields from request headers (values that are not visible ASCII are
+/// skipped).
 pub(crate) struct HeaderExtractor<'a>(pub(crate) &'a HeaderMap);
 
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn get_all(&self, key: &str) -> Option<Vec<&str>> {
+        let all: Vec<&str> = self
+            .0
+            .get_all(key)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!all.is_empty()).then_some(all)
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -236,6 +248,22 @@ mod tests {
         headers.insert("tracestate", HeaderValue::from_str(&huge).unwrap());
         let out = p.extract_with_context(&Context::new(), &HeaderExtractor(&headers));
         assert!(out.span().span_context().trace_state().header().is_empty());
+    }
+
+    #[test]
+    fn repeated_tracestate_fields_make_one_list() {
+        let mut headers = HeaderMap::new();
+        headers.insert("traceparent", HeaderValue::from_static(GOOD));
+        headers.append("tracestate", HeaderValue::from_static("a=1,b=2"));
+        headers.append("tracestate", HeaderValue::from_static("c=3"));
+        let p = TraceContextPropagator::new();
+        let out = p.extract_with_context(&Context::new(), &HeaderExtractor(&headers));
+        let span = out.span();
+        let state = span.span_context().trace_state();
+        assert_eq!(
+            (state.get("a"), state.get("b"), state.get("c")),
+            (Some("1"), Some("2"), Some("3"))
+        );
     }
 
     #[test]
