@@ -14,9 +14,9 @@
 //!   server reads them and makes its span a child of the client's.
 //!
 //! The names, units and attributes follow the OpenTelemetry semantic conventions for RPC,
-//! **version 1.37.0** (the last release with the size and messages-per-RPC metrics; 1.38 and
-//! later replace `rpc.*.duration` in ms by `rpc.*.call.duration` in seconds and drop the rest).
-//! The instrumentation scope carries that schema URL.
+//! **version 1.37.0**, the last release with all five metrics per side (1.38 deprecated the
+//! messages-per-RPC ones, 1.39 replaced `rpc.*.duration` in ms by `rpc.*.call.duration` in
+//! seconds, 1.40 dropped the sizes). The instrumentation scope carries that schema URL.
 //!
 //! # Setup
 //!
@@ -77,6 +77,24 @@
 //!     # let _ = options;
 //! }
 //! ```
+//!
+//! # Spans
+//!
+//! Every span has `rpc.system` (`connect_rpc` for Connect, `grpc` for gRPC and gRPC-Web),
+//! `rpc.service`, `rpc.method` and, when configured, `server.address` / `server.port`. Server
+//! spans add the caller's `client.address` / `client.port` and `network.peer.*`; client spans
+//! of unary calls add the `network.peer.*` of the connection used (and `server.address` /
+//! `server.port` from it when none was configured). At the end, gRPC calls get
+//! `rpc.grpc.status_code` (0 for success) and failed Connect calls `rpc.connect_rpc.error_code`.
+//!
+//! The status is `Error` for every failed client call and every failed Connect call; a gRPC
+//! server marks only the codes that mean it failed (`UNKNOWN`, `DEADLINE_EXCEEDED`,
+//! `UNIMPLEMENTED`, `INTERNAL`, `UNAVAILABLE`, `DATA_LOSS`), as the conventions' gRPC table
+//! says. A call dropped before it finished (cancelled, or its deadline passed) ends as
+//! `cancelled` or `deadline_exceeded`. A client span covers the whole call, retries included.
+//!
+//! One interceptor can serve a router and clients alike (each side records its own metrics);
+//! build one per side when their `server.address` differs.
 //!
 //! # Message sizes
 //!

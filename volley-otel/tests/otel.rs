@@ -33,6 +33,11 @@ const FAIL: Spec = Spec::new(
     StreamType::Unary,
     Idempotency::Unknown,
 );
+const SLOW: Spec = Spec::new(
+    "/otel.v1.Echo/Slow",
+    StreamType::Unary,
+    Idempotency::Unknown,
+);
 const COUNT: Spec = Spec::new(
     "/otel.v1.Echo/Count",
     StreamType::ServerStream,
@@ -112,6 +117,10 @@ fn router(otel: OtelInterceptor, returned: Arc<Mutex<Option<SystemTime>>>) -> Ro
                 "not found" => Error::not_found("no such thing"),
                 _ => Error::internal("it broke"),
             })
+        })
+        .unary(SLOW, |req: Request<StringValue>| async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(Response::new(req.into_message()))
         })
         .server_stream(COUNT, move |req: Request<StringValue>| {
             let returned = returned.clone();
@@ -611,4 +620,51 @@ async fn the_client_sends_its_span_as_traceparent() {
     );
     // No parent: the client span is a root.
     assert_eq!(spans[0].parent_span_id, SpanId::INVALID);
+}
+
+/// A call whose deadline passes: both spans end (the server's when its handler is dropped),
+/// both with the failure.
+#[tokio::test]
+async fn a_call_past_its_deadline_ends_both_spans() {
+    let t = Telemetry::new();
+    let addr = serve(router(t.otel.clone(), Arc::default())).await;
+    let config = ClientConfig::new(format!("http://{addr}"))
+        .unwrap()
+        .interceptor(t.otel.clone());
+    let client = Client::new(config).unwrap();
+    let started = Instant::now();
+    let options = CallOptions::new().with_timeout(Duration::from_millis(100));
+    let e = client
+        .unary::<_, StringValue>(SLOW, StringValue::from("x"), options)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), volley::Code::DeadlineExceeded);
+    let spans = t.spans(2).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the server span waited for the handler"
+    );
+    let client_span = spans
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Client)
+        .unwrap();
+    let server_span = spans
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Server)
+        .unwrap();
+    assert_eq!(
+        server_span.parent_span_id,
+        client_span.span_context.span_id()
+    );
+    assert_eq!(
+        attr(&client_span.attributes, "rpc.connect_rpc.error_code").unwrap(),
+        "deadline_exceeded"
+    );
+    assert!(matches!(client_span.status, Status::Error { .. }));
+    // The server gives up at the deadline, or sees the caller leave first.
+    let server_code = attr(&server_span.attributes, "rpc.connect_rpc.error_code").unwrap();
+    assert!(
+        ["deadline_exceeded", "cancelled"].contains(&server_code.as_str()),
+        "{server_code}"
+    );
 }
