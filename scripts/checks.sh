@@ -19,7 +19,7 @@ export CARGO_TERM_COLOR=never
 # Packages whose features must hold on their own (the binaries a user runs).
 ALONE_PACKAGES=(eliza middleware no-protoc buf-generate quickstart tower-layers unix-socket balancing conformance)
 # The crates published to crates.io.
-PUBLISHED=(volley-rpc volley-rpc-codegen volley-rpc-build volley-rpc-health volley-rpc-reflection)
+PUBLISHED=(volley-rpc volley-rpc-codegen volley-rpc-build volley-rpc-health volley-rpc-reflection volley-rpc-otel)
 
 self_contained() {
   local hits
