@@ -745,6 +745,10 @@ impl<T: Transport> Client<T> {
     }
 
     /// Calls a server-streaming method.
+    ///
+    /// Returns at the response headers; under a [`RetryPolicy`] that applies to the method,
+    /// once the first message (or the end) has arrived instead, so that a failure before it
+    /// can be retried.
     pub async fn server_stream<Req: Message, Res: Message>(
         &self,
         spec: Spec,
@@ -818,7 +822,9 @@ impl<T: Transport> Client<T> {
         )
     }
 
-    /// Calls a client-streaming method with the messages of `requests`.
+    /// Calls a client-streaming method with the messages of `requests`. Under a
+    /// [`RetryPolicy`] that applies to the method, the messages sent are kept (up to its
+    /// [buffer limit](RetryPolicy::buffer_limit)) so that a retry can send them again.
     pub async fn client_stream<Req, Res, S>(
         &self,
         spec: Spec,
