@@ -1,6 +1,7 @@
 //! Opt-in client retries over real sockets, against a server that fails a given number of
 //! times: idempotent methods only, retryable codes only, attempts and deadline honoured, the
-//! budget bounding the load, server streams retried only while opening.
+//! budget bounding the load, server streams retried while opening (more stream cases in
+//! stream_retry.rs).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -6,31 +6,57 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode, utf8_percent_encode};
 
 /// `content-type`.
-pub const CONTENT_TYPE: &str = "content-type";
+pub const CONTENT_TYPE: HeaderName = HeaderName::from_static("content-type");
 /// `connect-protocol-version`.
-pub const CONNECT_PROTOCOL_VERSION: &str = "connect-protocol-version";
+pub const CONNECT_PROTOCOL_VERSION: HeaderName =
+    HeaderName::from_static("connect-protocol-version");
 /// `connect-timeout-ms`.
-pub const CONNECT_TIMEOUT_MS: &str = "connect-timeout-ms";
+pub const CONNECT_TIMEOUT_MS: HeaderName = HeaderName::from_static("connect-timeout-ms");
 /// `content-encoding` (Connect unary).
-pub const CONTENT_ENCODING: &str = "content-encoding";
+pub const CONTENT_ENCODING: HeaderName = HeaderName::from_static("content-encoding");
 /// `accept-encoding` (Connect unary).
-pub const ACCEPT_ENCODING: &str = "accept-encoding";
+pub const ACCEPT_ENCODING: HeaderName = HeaderName::from_static("accept-encoding");
 /// `connect-content-encoding` (Connect streaming).
-pub const CONNECT_CONTENT_ENCODING: &str = "connect-content-encoding";
+pub const CONNECT_CONTENT_ENCODING: HeaderName =
+    HeaderName::from_static("connect-content-encoding");
 /// `connect-accept-encoding` (Connect streaming).
-pub const CONNECT_ACCEPT_ENCODING: &str = "connect-accept-encoding";
+pub const CONNECT_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("connect-accept-encoding");
 /// `grpc-timeout`.
-pub const GRPC_TIMEOUT: &str = "grpc-timeout";
+pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 /// `grpc-encoding`.
-pub const GRPC_ENCODING: &str = "grpc-encoding";
+pub const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
 /// `grpc-accept-encoding`.
-pub const GRPC_ACCEPT_ENCODING: &str = "grpc-accept-encoding";
+pub const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
 /// `grpc-status`.
-pub const GRPC_STATUS: &str = "grpc-status";
+pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 /// `grpc-message`.
-pub const GRPC_MESSAGE: &str = "grpc-message";
+pub const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 /// `grpc-status-details-bin`.
-pub const GRPC_STATUS_DETAILS: &str = "grpc-status-details-bin";
+pub const GRPC_STATUS_DETAILS: HeaderName = HeaderName::from_static("grpc-status-details-bin");
+
+/// The first value of each of `names`, found in one pass over a small map (a request head
+/// has a handful of headers; hashing each name for a lookup costs more than comparing), by
+/// lookup in a large one.
+pub(crate) fn first_of<'h, const N: usize>(
+    headers: &'h HeaderMap,
+    names: [&HeaderName; N],
+) -> [Option<&'h HeaderValue>; N] {
+    let mut found = [None; N];
+    if headers.len() > 16 {
+        for (slot, name) in found.iter_mut().zip(names) {
+            *slot = headers.get(name);
+        }
+        return found;
+    }
+    for (name, value) in headers {
+        if let Some(i) = names.iter().position(|n| *n == name)
+            && found[i].is_none()
+        {
+            found[i] = Some(value);
+        }
+    }
+    found
+}
 
 /// Characters escaped in `grpc-message`: everything outside printable ASCII, plus `%`.
 const GRPC_MESSAGE_ESCAPE: &AsciiSet = &CONTROLS.add(b'%');

@@ -37,9 +37,37 @@ struct Route {
     handler: SharedHandler,
 }
 
+/// The route table's hasher: FNV-1a over the path. The table is fixed when the server starts
+/// and lookups never insert, so a peer choosing paths that collide can only make its own
+/// lookup compare against the few registered paths: SipHash's flooding resistance buys
+/// nothing here, and FNV is several times cheaper on a 30-byte path.
+#[derive(Clone, Copy, Default)]
+struct PathHash;
+
+impl std::hash::BuildHasher for PathHash {
+    type Hasher = Fnv;
+    fn build_hasher(&self) -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+/// 64-bit FNV-1a.
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 #[derive(Clone)]
 struct Inner {
-    routes: HashMap<&'static str, Route>,
+    routes: HashMap<&'static str, Route, PathHash>,
     compression: Registry,
     /// The accept-encoding value advertised on every response, made once from `compression`.
     accept_encoding: Option<HeaderValue>,
@@ -113,7 +141,7 @@ impl Router {
     pub fn new() -> Self {
         Self {
             inner: Arc::new(Inner {
-                routes: HashMap::new(),
+                routes: HashMap::default(),
                 compression: Registry::default(),
                 accept_encoding: accept_encoding(&Registry::default()),
                 receive_limit: DEFAULT_RECEIVE_LIMIT,

@@ -453,6 +453,34 @@ impl<M: Message> Streaming<M> {
         this
     }
 
+    /// Waits for the first item: an error is taken out and returned (the stream ends after
+    /// one), a message or the end is left in place for the reader.
+    pub(crate) async fn take_first_error(&mut self) -> Option<Error> {
+        let item = std::future::poll_fn(|cx| self.raw.as_mut().poll_next(cx)).await;
+        match item {
+            Some(Err(e)) => Some(e),
+            other => {
+                let rest =
+                    std::mem::replace(&mut self.raw, Box::pin(futures_util::stream::empty()));
+                self.raw = Box::pin(futures_util::StreamExt::chain(
+                    futures_util::stream::iter(other),
+                    rest,
+                ));
+                None
+            }
+        }
+    }
+
+    /// Puts an error back in front of the stream.
+    pub(crate) fn with_first_error(self, err: Error) -> Self {
+        self.map_raw(|rest| {
+            Box::pin(futures_util::StreamExt::chain(
+                futures_util::stream::iter([Err(err)]),
+                rest,
+            ))
+        })
+    }
+
     /// The next message, `Ok(None)` at a clean end of stream.
     pub async fn message(&mut self) -> Result<Option<M>, Error> {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx))

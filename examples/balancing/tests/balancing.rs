@@ -29,6 +29,20 @@ async fn a_stopped_member_costs_no_call() -> Result<(), Box<dyn std::error::Erro
     Ok(())
 }
 
+#[tokio::test]
+async fn registry_members_leave_and_join_without_a_failed_call()
+-> Result<(), Box<dyn std::error::Error>> {
+    for protocol in [Protocol::Connect, Protocol::Grpc, Protocol::GrpcWeb] {
+        let o = balancing::run_registry(protocol, 30).await?;
+        assert_eq!(o.failed, 0, "{protocol:?}: {o:?}");
+        assert_eq!(o.served.iter().sum::<usize>(), 150, "{protocol:?}: {o:?}");
+        assert_eq!(o.served[1], o.served_when_left, "{protocol:?}: {o:?}");
+        assert_eq!(o.served_before_join, 0, "{protocol:?}: {o:?}");
+        assert!(o.served[2] > 0 && o.served[0] > 0, "{protocol:?}: {o:?}");
+    }
+    Ok(())
+}
+
 #[test]
 fn the_binary_reports_no_failure() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_balancing")).output()?;
@@ -43,5 +57,6 @@ fn the_binary_reports_no_failure() -> Result<(), Box<dyn std::error::Error>> {
         3,
         "{stdout}"
     );
+    assert_eq!(stdout.matches("), 0 failed\n").count(), 3, "{stdout}");
     Ok(())
 }

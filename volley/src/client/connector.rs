@@ -139,7 +139,7 @@ impl tower_service::Service<Uri> for Connector {
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         match self.dial {
-            Dial::Tcp => self.http.poll_ready(cx).map_err(Into::into),
+            Dial::Tcp | Dial::Fixed(_) => self.http.poll_ready(cx).map_err(Into::into),
             _ => Poll::Ready(Ok(())),
         }
     }
@@ -149,8 +149,17 @@ impl tower_service::Service<Uri> for Connector {
         #[cfg(feature = "tls")]
         let tls = self.tls.clone();
         let other: Pin<Box<dyn Future<Output = io::Result<Dialed>> + Send>> = match &self.dial {
-            Dial::Tcp => {
-                let connecting = self.http.call(uri.clone());
+            Dial::Tcp | Dial::Fixed(_) => {
+                // A fixed address is dialed in place of the URI's authority, which stays the
+                // name TLS verifies and requests carry.
+                let target = match &self.dial {
+                    Dial::Fixed(addr) => match fixed_target(&uri, *addr) {
+                        Ok(target) => target,
+                        Err(e) => return Box::pin(async move { Err(e) }),
+                    },
+                    _ => uri.clone(),
+                };
+                let connecting = self.http.call(target);
                 return Box::pin(async move {
                     let tcp = connecting.await?;
                     if !https {
@@ -216,6 +225,15 @@ impl tower_service::Service<Uri> for Connector {
             }
         })
     }
+}
+
+/// The URI TCP connects to for a `Dial::Fixed` address.
+fn fixed_target(uri: &Uri, addr: std::net::SocketAddr) -> Result<Uri, BoxError> {
+    Ok(Uri::builder()
+        .scheme(uri.scheme_str().unwrap_or("http"))
+        .authority(addr.to_string())
+        .path_and_query("/")
+        .build()?)
 }
 
 /// The name a TLS server must prove it is: the URI's host.

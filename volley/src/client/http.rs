@@ -111,6 +111,8 @@ impl std::fmt::Debug for HttpSettings {
 pub(crate) enum Dial {
     /// TCP to the URI's host and port.
     Tcp,
+    /// TCP to this address, whatever the URI's authority (a balanced, resolved endpoint).
+    Fixed(std::net::SocketAddr),
     /// A Unix domain socket at this path, whatever the URI's authority.
     #[cfg(unix)]
     Unix(Arc<std::path::Path>),
@@ -122,6 +124,7 @@ impl std::fmt::Debug for Dial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Tcp => f.write_str("Tcp"),
+            Self::Fixed(addr) => f.debug_tuple("Fixed").field(addr).finish(),
             #[cfg(unix)]
             Self::Unix(path) => f.debug_tuple("Unix").field(path).finish(),
             Self::Custom(_) => f.write_str("Custom"),
@@ -329,6 +332,19 @@ impl HttpTransport {
     }
 
     pub(crate) fn for_config(config: &ClientConfig) -> Result<Self, Error> {
+        Self::build(config, config.http.dial.clone())
+    }
+
+    /// The transport for `config` connecting over TCP to `addr` whatever the request URI's
+    /// authority (which still names the server to TLS and in `Host` / `:authority`).
+    pub(crate) fn dialing(
+        config: &ClientConfig,
+        addr: std::net::SocketAddr,
+    ) -> Result<Self, Error> {
+        Self::build(config, Dial::Fixed(addr))
+    }
+
+    fn build(config: &ClientConfig, dial: Dial) -> Result<Self, Error> {
         let settings = &config.http;
         let http2_only = match settings.version {
             HttpVersion::Http2 => true,
@@ -342,7 +358,7 @@ impl HttpTransport {
         http.set_nodelay(settings.tcp_nodelay);
         http.set_keepalive(settings.tcp_keepalive);
         http.set_connect_timeout(Some(settings.connect_timeout));
-        let dial = (settings.dial.clone(), settings.connect_timeout);
+        let dial = (dial, settings.connect_timeout);
         #[cfg(feature = "tls")]
         let connector = {
             let mut tls = match &settings.tls {

@@ -29,7 +29,10 @@ use crate::stream::{Body, Encoded, FrameWriter, Streaming, full_body};
 use crate::{ConnectionInfo, Error, Idempotency, Response, Spec};
 
 #[cfg(feature = "client")]
-pub use self::balance::{Balanced, DEFAULT_EJECTION_TIME};
+pub use self::balance::{
+    Balanced, DEFAULT_EJECTION_TIME, DEFAULT_REFRESH_INTERVAL, MAX_ADDRESSES_PER_NAME,
+    RESOLVE_TIMEOUT, Resolver, SystemResolver,
+};
 #[cfg(feature = "client")]
 pub use self::connector::{Dialed, DialedIo, Dialer};
 #[cfg(feature = "client")]
@@ -39,7 +42,10 @@ pub use self::http::{
     DEFAULT_POOL_IDLE_TIMEOUT, HttpTransport, HttpVersion,
 };
 pub use read::BidiStream;
-pub use retry::{DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF, RetryPolicy};
+pub use retry::{
+    DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF, DEFAULT_RETRY_BUFFER_LIMIT,
+    RetryPolicy,
+};
 pub use transport::Transport;
 
 /// How a [`Client`] calls: where, in which protocol and codec, with which compression,
@@ -739,6 +745,10 @@ impl<T: Transport> Client<T> {
     }
 
     /// Calls a server-streaming method.
+    ///
+    /// Returns at the response headers; under a [`RetryPolicy`] that applies to the method,
+    /// once the first message (or the end) has arrived instead, so that a failure before it
+    /// can be retried.
     pub async fn server_stream<Req: Message, Res: Message>(
         &self,
         spec: Spec,
@@ -760,25 +770,37 @@ impl<T: Transport> Client<T> {
                 let body = full_body(frame_one(&p.writer, p.content_type, encoded)?);
                 return self.open_stream::<Res>(&spec, p, body).await;
             };
-            // Retried only while opening: once a message may have arrived, never.
+            // Retried until the first message (or the end) arrives: the call commits then.
             let mut attempt = 1;
             loop {
                 let body = full_body(frame_one(&p.writer, p.content_type, encoded.clone())?);
-                match self
+                let opened = self
                     .open_stream::<Res>(&spec, p.for_attempt(attempt), body)
-                    .await
-                {
-                    Ok(opened) => {
-                        policy.succeeded();
-                        return Ok(opened);
-                    }
-                    Err(e) => match policy.next(attempt, e.code(), p.deadline) {
-                        None => return Err(e),
-                        Some(wait) => {
-                            tracing::debug!(attempt, error = %e, ?wait, "retrying");
-                            tokio::time::sleep(wait).await;
-                            attempt += 1;
+                    .await;
+                let (e, opened) = match opened {
+                    Ok((headers, mut stream, connection)) => {
+                        match stream.take_first_error().await {
+                            None => {
+                                policy.succeeded();
+                                return Ok((headers, stream, connection));
+                            }
+                            Some(e) => (e, Some((headers, stream, connection))),
                         }
+                    }
+                    Err(e) => (e, None),
+                };
+                match policy.next(attempt, e.code(), p.deadline) {
+                    Some(wait) => {
+                        tracing::debug!(attempt, error = %e, ?wait, "retrying");
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                    }
+                    // Not retried: an error in the stream stays the stream's first item.
+                    None => match opened {
+                        Some((headers, stream, connection)) => {
+                            return Ok((headers, stream.with_first_error(e), connection));
+                        }
+                        None => return Err(e),
                     },
                 }
             }
@@ -801,7 +823,9 @@ impl<T: Transport> Client<T> {
         )
     }
 
-    /// Calls a client-streaming method with the messages of `requests`.
+    /// Calls a client-streaming method with the messages of `requests`. Under a
+    /// [`RetryPolicy`] that applies to the method, the messages sent are kept (up to its
+    /// [buffer limit](RetryPolicy::buffer_limit)) so that a retry can send them again.
     pub async fn client_stream<Req, Res, S>(
         &self,
         spec: Spec,
@@ -815,6 +839,11 @@ impl<T: Transport> Client<T> {
     {
         let mut p = self.prepare(&spec, options)?;
         let observers = self.observe(spec, &mut p).await?;
+        if let Some(policy) = self.config.retry.clone().filter(|r| r.applies_to(&spec)) {
+            return self
+                .client_stream_retried(spec, requests, p, observers, policy)
+                .await;
+        }
         let deadline = p.deadline;
         let body = request_body(&p, requests, observers.clone());
         let span = self.span(&spec);
@@ -831,6 +860,80 @@ impl<T: Transport> Client<T> {
             .map_err(|e| fail(observers.as_ref(), e));
         guard.disarm();
         record_status(&span, result.as_ref().err());
+        result
+    }
+
+    /// A client stream under a retry policy: the messages sent are kept (up to the policy's
+    /// buffer limit) and sent again by each retry; observers see the call's end once.
+    async fn client_stream_retried<Req, Res, S>(
+        &self,
+        spec: Spec,
+        requests: S,
+        p: Prepared,
+        observers: Option<Observers>,
+        policy: RetryPolicy,
+    ) -> Result<Response<Res>, Error>
+    where
+        Req: Message,
+        Res: Message,
+        S: Stream<Item = Req> + Send + 'static,
+    {
+        let deadline = p.deadline;
+        let replay = retry::Replay::new(
+            request_frames(&p, requests, observers.clone()),
+            policy.get_buffer_limit(),
+        );
+        // Reports a dropped call's end to the observers.
+        let mut guard = crate::interceptor::EndGuard(observers.clone());
+        let span = self.span(&spec);
+        let obs = observers.clone();
+        let call = async move {
+            let mut attempt = 1;
+            loop {
+                let body = replay.body();
+                let result = async {
+                    let (headers, mut stream, connection) = self
+                        .open_stream::<Res>(&spec, p.for_attempt(attempt), body)
+                        .await?;
+                    with_connection(read::finish_unary(headers, &mut stream).await?, connection)
+                }
+                .await;
+                let e = match result {
+                    Ok(response) => {
+                        policy.succeeded();
+                        return Ok(response);
+                    }
+                    Err(e) => e,
+                };
+                // A message a hook rejected is not sent again.
+                if !replay.replayable() || obs.as_ref().is_some_and(|o| o.failure().is_some()) {
+                    return Err(e);
+                }
+                match policy.next(attempt, e.code(), p.deadline) {
+                    None => return Err(e),
+                    Some(wait) => {
+                        tracing::debug!(attempt, error = %e, ?wait, "retrying");
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                    }
+                }
+            }
+        };
+        let result =
+            tracing::Instrument::instrument(with_deadline(deadline, call), span.clone()).await;
+        record_status(&span, result.as_ref().err());
+        let result = match (result, &observers) {
+            (Ok(mut response), Some(o)) => match o.received(response.message_mut()) {
+                Ok(()) => {
+                    o.end(Ok(()), response.trailers_mut());
+                    Ok(response)
+                }
+                Err(e) => Err(fail(Some(o), e)),
+            },
+            (Err(e), Some(o)) => Err(fail(Some(o), e)),
+            (result, None) => result,
+        };
+        guard.disarm();
         result
     }
 
@@ -914,18 +1017,32 @@ fn request_body<Req: Message, S>(p: &Prepared, requests: S, observers: Option<Ob
 where
     S: Stream<Item = Req> + Send + 'static,
 {
+    let frames = request_frames(p, requests, observers).map(|r| {
+        r.map(::http_body::Frame::data)
+            .map_err(|e: Error| -> crate::BoxError { Box::new(e) })
+    });
+    http_body_util::BodyExt::boxed_unsync(http_body_util::StreamBody::new(frames))
+}
+
+/// The body chunks of a streaming request: each message encoded, compressed and framed.
+fn request_frames<Req: Message, S>(
+    p: &Prepared,
+    requests: S,
+    observers: Option<Observers>,
+) -> impl Stream<Item = Result<Bytes, Error>> + Send + 'static
+where
+    S: Stream<Item = Req> + Send + 'static,
+{
     let (writer, ct) = (p.writer.clone(), p.content_type);
-    let frames = requests.map(move |mut m| {
+    requests.map(move |mut m| {
         if let Some(o) = &observers {
             // A hook's rejection fails the body, cancelling the request; the caller sees the
             // hook's error (see `interceptor::fail`).
             o.sent(&mut m)?;
         }
         let encoded = writer.encode(&m)?;
-        frame_one(&writer, ct, encoded).map(::http_body::Frame::data)
-    });
-    let frames = frames.map(|r| r.map_err(|e: Error| -> crate::BoxError { Box::new(e) }));
-    http_body_util::BodyExt::boxed_unsync(http_body_util::StreamBody::new(frames))
+        frame_one(&writer, ct, encoded)
+    })
 }
 
 async fn with_deadline<F, T>(deadline: Option<Instant>, fut: F) -> Result<T, Error>

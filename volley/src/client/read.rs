@@ -32,7 +32,7 @@ pub(crate) fn content_type(h: &HeaderMap) -> String {
 /// The compression a response header names, which must be one we accept.
 pub(crate) fn response_encoding(
     h: &HeaderMap,
-    name: &str,
+    name: http::HeaderName,
     accepted: &crate::compression::Registry,
 ) -> Result<Option<Arc<dyn Compression>>, Error> {
     match h.get(name).and_then(|v| v.to_str().ok()).map(str::trim) {

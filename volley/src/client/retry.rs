@@ -3,9 +3,14 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use crate::{Code, Idempotency, Spec, StreamType};
+use bytes::Bytes;
+use futures_core::Stream;
+
+use crate::stream::Body;
+use crate::{Code, Error, Idempotency, Spec, StreamType};
 
 /// Default most attempts of one call, the first included ([`RetryPolicy::max_attempts`]).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
@@ -13,6 +18,9 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 pub const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 /// Default ceiling of any retry's backoff ([`RetryPolicy::backoff`]).
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Default most request bytes a client stream keeps to replay on a retry
+/// ([`RetryPolicy::buffer_limit`]): 1 MiB, gRPC-Java's per-call retry buffer.
+pub const DEFAULT_RETRY_BUFFER_LIMIT: usize = 1024 * 1024;
 
 /// When and how a [`Client`](super::Client) retries a failed call
 /// ([`ClientConfig::retry`](super::ClientConfig::retry); off by default).
@@ -23,12 +31,22 @@ pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(2);
 ///   [`Idempotency::Idempotent`], from the proto's `idempotency_level`): a retried call may
 ///   run twice on the server. (Requests the transport never sent are retried by the pooled
 ///   HTTP client itself, whatever the method.)
-/// - it is unary, or server-streaming and failed while opening: a transport error or an HTTP
-///   status other than 200 (an overloaded proxy, a server not up yet). An error the server
-///   sends in the stream itself (gRPC trailers-only, Connect's end-of-stream) reaches the
-///   caller as the stream's first item, unretried: waiting for it would hold back the
-///   response headers of every stream. Client and bidirectional streams are never retried;
-///   their request messages are not kept;
+/// - no response message has reached the caller, and the request can be sent again:
+///   - **unary:** always (the request is kept);
+///   - **server stream:** until its first message or its end. With a policy that applies,
+///     [`Client::server_stream`](super::Client::server_stream) returns once the first
+///     message (or the end, or an error not retried) has arrived, so that an error the
+///     server sends before any message (gRPC trailers-only, Connect's end-of-stream) can
+///     still be retried and the headers the caller gets are the committed attempt's;
+///   - **client stream:** while every request message taken from the caller's stream so
+///     far is still held: the client keeps the encoded messages it sends, up to the
+///     [buffer limit](Self::buffer_limit) (default [`DEFAULT_RETRY_BUFFER_LIMIT`], 1 MiB).
+///     A retry sends them again, then goes on with the caller's stream. Past the limit the
+///     buffer is dropped and the call is no longer retried: messages already consumed from
+///     the caller's stream cannot be produced again;
+///   - **bidirectional stream:** never. Its handle is returned at once and the caller
+///     reads headers and sends messages while it runs; swapping the stream under it is
+///     not done.
 /// - it failed with a retryable code (default: `unavailable` only);
 /// - attempts are left (default [`DEFAULT_MAX_ATTEMPTS`], 3 in all);
 /// - the call's deadline leaves room for the backoff: retries never extend a deadline, the
@@ -64,6 +82,7 @@ pub struct RetryPolicy {
     multiplier: f64,
     codes: Vec<Code>,
     budget: Arc<Budget>,
+    buffer_limit: usize,
 }
 
 impl Default for RetryPolicy {
@@ -74,7 +93,8 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// The defaults: 3 attempts, backoff up to 100 ms doubling to 2 s, `unavailable` only,
-    /// a budget of 10 tokens refilled by 0.1 per success.
+    /// a budget of 10 tokens refilled by 0.1 per success, 1 MiB of client-stream messages
+    /// kept for replay.
     pub fn new() -> Self {
         Self {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
@@ -83,6 +103,7 @@ impl RetryPolicy {
             multiplier: 2.0,
             codes: vec![Code::Unavailable],
             budget: Arc::new(Budget::new(10.0, 0.1)),
+            buffer_limit: DEFAULT_RETRY_BUFFER_LIMIT,
         }
     }
 
@@ -124,6 +145,18 @@ impl RetryPolicy {
         self
     }
 
+    /// The most bytes of request messages (encoded, as sent) a client stream keeps so that a
+    /// retry can send them again (default [`DEFAULT_RETRY_BUFFER_LIMIT`], 1 MiB). A call
+    /// that sends more is not retried once past it; `0` turns client-stream retries off.
+    pub fn buffer_limit(mut self, bytes: usize) -> Self {
+        self.buffer_limit = bytes;
+        self
+    }
+
+    pub(crate) fn get_buffer_limit(&self) -> usize {
+        self.buffer_limit
+    }
+
     /// Whether calls to `spec` may be retried at all.
     pub(crate) fn applies_to(&self, spec: &Spec) -> bool {
         self.max_attempts > 1
@@ -133,7 +166,7 @@ impl RetryPolicy {
             )
             && matches!(
                 spec.stream_type,
-                StreamType::Unary | StreamType::ServerStream
+                StreamType::Unary | StreamType::ServerStream | StreamType::ClientStream
             )
     }
 
@@ -218,6 +251,120 @@ pub(crate) fn random_u64() -> u64 {
             .map_or(0, |d| d.as_nanos()),
     );
     hasher.finish()
+}
+
+/// A client stream's request body that can be sent again: the framed chunks taken from the
+/// caller's stream are kept (up to a limit) so that a retry's body replays them before going
+/// on with the stream. Only the newest attempt's body reads; older ones end.
+#[derive(Clone)]
+pub(crate) struct Replay {
+    state: Arc<Mutex<ReplayState>>,
+}
+
+type Chunks = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, Error>> + Send>>;
+
+struct ReplayState {
+    /// The caller's messages, framed; `None` once ended (or failed).
+    source: Option<Chunks>,
+    /// Every chunk taken so far, while `replayable`.
+    kept: Vec<Bytes>,
+    kept_bytes: usize,
+    limit: usize,
+    replayable: bool,
+    /// How many chunks were taken from `source`.
+    taken: usize,
+    /// The attempt whose body may read.
+    generation: u64,
+}
+
+impl Replay {
+    pub(crate) fn new(
+        source: impl Stream<Item = Result<Bytes, Error>> + Send + 'static,
+        limit: usize,
+    ) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(ReplayState {
+                source: Some(Box::pin(source)),
+                kept: Vec::new(),
+                kept_bytes: 0,
+                limit,
+                replayable: true,
+                taken: 0,
+                generation: 0,
+            })),
+        }
+    }
+
+    /// Whether everything taken from the caller's stream so far can be sent again.
+    pub(crate) fn replayable(&self) -> bool {
+        self.lock().replayable
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReplayState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The body of the next attempt: what was taken so far, then the rest of the stream.
+    /// Earlier attempts' bodies end.
+    pub(crate) fn body(&self) -> Body {
+        let generation = {
+            let mut s = self.lock();
+            s.generation += 1;
+            s.generation
+        };
+        let state = self.state.clone();
+        let mut sent = 0usize;
+        let chunks = futures_util::stream::poll_fn(move |cx| {
+            let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+            if s.generation != generation {
+                return Poll::Ready(None);
+            }
+            if sent < s.taken {
+                // Only a replayable call gets a second body: `kept` holds every chunk.
+                let Some(chunk) = s.kept.get(sent).cloned() else {
+                    return Poll::Ready(Some(Err(Error::internal(
+                        "a retried request lost its messages",
+                    ))));
+                };
+                sent += 1;
+                return Poll::Ready(Some(Ok(http_body::Frame::data(chunk))));
+            }
+            let Some(source) = s.source.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match source.as_mut().poll_next(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(None) => {
+                    s.source = None;
+                    Poll::Ready(None)
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    s.source = None;
+                    s.replayable = false;
+                    Poll::Ready(Some(Err(e)))
+                }
+                Poll::Ready(Some(Ok(chunk))) => {
+                    s.taken += 1;
+                    sent += 1;
+                    if s.replayable {
+                        s.kept_bytes = s.kept_bytes.saturating_add(chunk.len());
+                        if s.kept_bytes > s.limit {
+                            // Too much to keep: this call can no longer be retried.
+                            s.replayable = false;
+                            s.kept = Vec::new();
+                        } else {
+                            s.kept.push(chunk.clone());
+                        }
+                    }
+                    Poll::Ready(Some(Ok(http_body::Frame::data(chunk))))
+                }
+            }
+        });
+        let chunks = futures_util::StreamExt::map(chunks, |r| {
+            r.map_err(|e: Error| -> crate::BoxError { Box::new(e) })
+        });
+        http_body_util::BodyExt::boxed_unsync(http_body_util::StreamBody::new(chunks))
+    }
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ impl Wire for Connect {
         }
     }
 
-    fn encoding_headers(ct: ContentType) -> (&'static str, &'static str) {
+    fn encoding_headers(ct: ContentType) -> (http::HeaderName, http::HeaderName) {
         if ct.variant {
             (CONTENT_ENCODING, ACCEPT_ENCODING)
         } else {
@@ -74,7 +74,17 @@ impl ServerRules for Connect {
         headers: &HeaderMap,
         require_version: bool,
     ) -> Result<RequestHead<'_>, Error> {
-        match headers.get(CONNECT_PROTOCOL_VERSION) {
+        let (encoding, accept) = Self::encoding_headers(ct);
+        let [version, encoding, accept_encoding, timeout_ms] = headers::first_of(
+            headers,
+            [
+                &CONNECT_PROTOCOL_VERSION,
+                &encoding,
+                &accept,
+                &CONNECT_TIMEOUT_MS,
+            ],
+        );
+        match version {
             Some(v) if v != "1" => {
                 return Err(Error::invalid_argument(format!(
                     "connect-protocol-version must be \"1\": got {v:?}"
@@ -87,11 +97,10 @@ impl ServerRules for Connect {
             }
             _ => {}
         }
-        let (encoding, accept) = Self::encoding_headers(ct);
         Ok(RequestHead {
-            encoding: headers.get(encoding),
-            accept_encoding: headers.get(accept),
-            timeout: timeout(headers),
+            encoding,
+            accept_encoding,
+            timeout: timeout(timeout_ms),
         })
     }
 
@@ -186,9 +195,8 @@ impl ClientRules for Connect {
     }
 }
 
-fn timeout(headers: &HeaderMap) -> Result<Option<Duration>, Error> {
-    headers
-        .get(CONNECT_TIMEOUT_MS)
+fn timeout(value: Option<&HeaderValue>) -> Result<Option<Duration>, Error> {
+    value
         .map(|v| {
             parse_connect_timeout(v.as_bytes())
                 .ok_or_else(|| Error::invalid_argument(format!("invalid connect-timeout-ms {v:?}")))
@@ -286,7 +294,7 @@ pub(crate) fn read_get<'a>(
             .as_deref()
             .and_then(|c| HeaderValue::from_str(c).ok()),
         accept_encoding: headers.get(ACCEPT_ENCODING),
-        timeout: timeout(headers),
+        timeout: timeout(headers.get(CONNECT_TIMEOUT_MS)),
     })
 }
 

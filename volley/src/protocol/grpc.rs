@@ -41,7 +41,7 @@ impl Wire for Grpc {
         }
     }
 
-    fn encoding_headers(_ct: ContentType) -> (&'static str, &'static str) {
+    fn encoding_headers(_ct: ContentType) -> (http::HeaderName, http::HeaderName) {
         ENCODING_HEADERS
     }
 }
@@ -112,14 +112,19 @@ impl ClientRules for Grpc {
 }
 
 /// The encoding headers of the gRPC family.
-pub(crate) const ENCODING_HEADERS: (&str, &str) = (GRPC_ENCODING, GRPC_ACCEPT_ENCODING);
+pub(crate) const ENCODING_HEADERS: (http::HeaderName, http::HeaderName) =
+    (GRPC_ENCODING, GRPC_ACCEPT_ENCODING);
 
 /// Server: reads `grpc-encoding`, `grpc-accept-encoding` and `grpc-timeout`.
 pub(crate) fn read_head(headers: &HeaderMap) -> RequestHead<'_> {
+    let [encoding, accept_encoding, timeout] = headers::first_of(
+        headers,
+        [&GRPC_ENCODING, &GRPC_ACCEPT_ENCODING, &GRPC_TIMEOUT],
+    );
     RequestHead {
-        encoding: headers.get(GRPC_ENCODING),
-        accept_encoding: headers.get(GRPC_ACCEPT_ENCODING),
-        timeout: headers.get(GRPC_TIMEOUT).map(parse_timeout).transpose(),
+        encoding,
+        accept_encoding,
+        timeout: timeout.map(parse_timeout).transpose(),
     }
 }
 

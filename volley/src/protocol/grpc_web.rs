@@ -36,7 +36,7 @@ impl Wire for GrpcWeb {
         }
     }
 
-    fn encoding_headers(_ct: ContentType) -> (&'static str, &'static str) {
+    fn encoding_headers(_ct: ContentType) -> (http::HeaderName, http::HeaderName) {
         grpc::ENCODING_HEADERS
     }
 

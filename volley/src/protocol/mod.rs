@@ -162,7 +162,7 @@ pub(crate) trait Wire {
     /// The content type a request carries, and its response.
     fn content_type(ct: ContentType) -> &'static str;
     /// The headers naming the message encoding and the accepted encodings, in that order.
-    fn encoding_headers(ct: ContentType) -> (&'static str, &'static str);
+    fn encoding_headers(ct: ContentType) -> (http::HeaderName, http::HeaderName);
     /// Whether the body is one un-enveloped message (Connect unary).
     fn is_unenveloped(_ct: ContentType) -> bool {
         false
@@ -300,7 +300,7 @@ impl ContentType {
     }
 
     /// The headers naming the message encoding and the accepted encodings.
-    pub(crate) fn encoding_headers(self) -> (&'static str, &'static str) {
+    pub(crate) fn encoding_headers(self) -> (http::HeaderName, http::HeaderName) {
         rules!(self.protocol, P => P::encoding_headers(self))
     }
 

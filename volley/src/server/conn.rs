@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
@@ -19,17 +19,70 @@ use crate::request::{PeerAddr, PeerCertificates};
 use crate::stream::boxed_body;
 
 /// Drives one connection: graceful shutdown when the server stops or the connection has been
-/// idle too long, dropped (closed) when the server forces it.
+/// idle too long, dropped (closed) when the server forces it. The timers live in a watcher
+/// task of their own, so that the connection's many wake-ups poll only the connection and one
+/// notification, not every timer.
 pub(super) async fn drive<C>(
     conn: C,
     registration: &Registration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
     limits: &Limits,
 ) where
     C: Future + GracefulConnection,
 {
     let shared = &registration.shared;
+    let watcher = AbortOnDrop(tokio::spawn(watch_connection(
+        shared.clone(),
+        stop,
+        WatchLimits {
+            header_read_timeout: limits.header_read_timeout,
+            idle_timeout: limits.idle_timeout,
+            send_timeout: limits.send_timeout,
+        },
+    )));
     tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => break,
+            _ = shared.close.notified() => {
+                if shared.forced.load(Ordering::Acquire) {
+                    break;
+                }
+                if shared.graceful.swap(false, Ordering::AcqRel) && !closing {
+                    conn.as_mut().begin_graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+    drop(watcher);
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The limits a connection's watcher enforces.
+struct WatchLimits {
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+    send_timeout: Option<Duration>,
+}
+
+/// A connection's timers: asks for a graceful shutdown when the server stops or the connection
+/// has been idle too long, forces the close when it is still open a grace period later or its
+/// peer does not take a response within the send timeout.
+async fn watch_connection(
+    shared: Arc<ConnShared>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    limits: WatchLimits,
+) {
     let mut closing = false;
     let mut stop_open = true;
     let mut check = tokio::time::Instant::now() + limits.header_read_timeout;
@@ -39,14 +92,13 @@ pub(super) async fn drive<C>(
     let mut stall_check = tokio::time::Instant::now() + stall_every.unwrap_or_default();
     loop {
         tokio::select! {
-            _ = conn.as_mut() => return,
-            _ = shared.close.notified() => return,
             _ = tokio::time::sleep_until(stall_check), if stall_every.is_some() => {
                 if let (Some(timeout), Some(every)) = (limits.send_timeout, stall_every) {
                     if let Some(stalled) = shared.send_stalled(timeout) {
                         // A peer that does not take the response: end its calls (the
                         // handlers are dropped with the connection).
                         tracing::debug!(stalled_ms = stalled.as_millis() as u64, "closing a connection whose peer does not read");
+                        shared.force_close();
                         return;
                     }
                     stall_check = tokio::time::Instant::now() + every;
@@ -56,7 +108,7 @@ pub(super) async fn drive<C>(
                 if changed.is_err() || *stop.borrow() {
                     stop_open = false;
                     if !closing {
-                        conn.as_mut().begin_graceful_shutdown();
+                        shared.ask_graceful();
                         closing = true;
                     }
                 }
@@ -65,6 +117,7 @@ pub(super) async fn drive<C>(
                 if closing {
                     // Asked to close for idleness and still open: close it now.
                     if shared.active() == 0 {
+                        shared.force_close();
                         return;
                     }
                     check = tokio::time::Instant::now() + limits.idle_timeout;
@@ -74,7 +127,7 @@ pub(super) async fn drive<C>(
                 match shared.idle_for() {
                     Some(idle) if idle >= limit => {
                         tracing::debug!(idle_ms = idle.as_millis() as u64, "closing an idle connection");
-                        conn.as_mut().begin_graceful_shutdown();
+                        shared.ask_graceful();
                         closing = true;
                         // The peer has a second to read the GOAWAY before the connection goes.
                         check = tokio::time::Instant::now() + IDLE_CLOSE_GRACE;
@@ -150,7 +203,7 @@ impl Tracker {
             .conns
             .values()
         {
-            conn.close.notify_one();
+            conn.force_close();
         }
     }
 
@@ -176,7 +229,7 @@ impl Tracker {
                 "shedding an idle connection"
             );
             conn.shed.store(true, Ordering::Relaxed);
-            conn.close.notify_one();
+            conn.force_close();
         }
     }
 }
@@ -213,33 +266,39 @@ pub(super) struct ConnShared {
     shed: std::sync::atomic::AtomicBool,
     /// Since when no call is in flight.
     idle_since: Mutex<std::time::Instant>,
-    /// Forced close.
+    /// Wakes the connection's task: to close when `forced`, to shut down gracefully when
+    /// `graceful`.
     pub(super) close: tokio::sync::Notify,
+    /// The connection must close now.
+    forced: AtomicBool,
+    /// The connection should finish its calls and close (taken by the connection's task).
+    graceful: AtomicBool,
     /// The send progress of each response being sent (with a send timeout only).
     sending: Mutex<Sending>,
 }
 
-/// The responses being sent on a connection, for the send timeout.
+/// The responses being sent on a connection, for the send timeout: a slab of slots (reused, no
+/// hashing or allocation per response once warm), each updated by its body under the lock.
 #[derive(Default)]
 struct Sending {
-    next: u64,
-    responses: HashMap<u64, Watched>,
+    slots: Vec<Watched>,
+    free: Vec<usize>,
 }
 
-/// What the connection task last saw of a response's progress.
+/// A response's send progress, updated by its body, and what the connection task last saw.
+#[derive(Default)]
 struct Watched {
-    progress: Arc<SendProgress>,
-    polls: u64,
-    since: std::time::Instant,
-}
-
-/// A response's send progress, updated by its body.
-struct SendProgress {
+    in_use: bool,
     /// How many times the body was polled.
-    polls: AtomicU64,
+    polls: u64,
     /// Whether the body has a frame taken but not yet the next poll: the connection owes the
-    /// peer data it has not sent.
-    waiting: AtomicBool,
+    /// peer data it has not sent. A response starts owing (ready to be sent, not yet taken).
+    waiting: bool,
+    /// `polls` as the connection task last saw it.
+    seen: u64,
+    /// Since when the task has seen it waiting without progress (set by the task, so the body
+    /// never reads the clock).
+    since: Option<std::time::Instant>,
 }
 
 impl ConnShared {
@@ -250,53 +309,68 @@ impl ConnShared {
             shed: false.into(),
             idle_since: Mutex::new(std::time::Instant::now()),
             close: tokio::sync::Notify::new(),
+            forced: false.into(),
+            graceful: false.into(),
             sending: Mutex::new(Sending::default()),
         }
     }
 
     /// Starts watching a response's progress.
     fn watch(self: &Arc<Self>) -> SendWatch {
-        let progress = Arc::new(SendProgress {
-            polls: AtomicU64::new(0),
-            // Ready to be sent, not yet taken.
-            waiting: AtomicBool::new(true),
-        });
         let mut sending = self.sending.lock().unwrap_or_else(|p| p.into_inner());
-        let id = sending.next;
-        sending.next += 1;
-        sending.responses.insert(
-            id,
-            Watched {
-                progress: progress.clone(),
-                polls: 0,
-                since: std::time::Instant::now(),
-            },
-        );
+        let slot = Watched {
+            in_use: true,
+            waiting: true,
+            ..Watched::default()
+        };
+        let index = match sending.free.pop() {
+            Some(i) => {
+                sending.slots[i] = slot;
+                i
+            }
+            None => {
+                sending.slots.push(slot);
+                sending.slots.len() - 1
+            }
+        };
         SendWatch {
             conn: self.clone(),
-            id,
-            progress,
+            index,
         }
     }
 
-    /// The longest a response has waited to send for at least `timeout`, if one has.
+    /// The longest a response has waited to send for at least `timeout`, if one has. A
+    /// response is timed from the first check that sees it waiting without progress, so it is
+    /// reported between `timeout` and `timeout` plus one check interval after it stalled.
     fn send_stalled(&self, timeout: Duration) -> Option<Duration> {
         let now = std::time::Instant::now();
         let mut sending = self.sending.lock().unwrap_or_else(|p| p.into_inner());
         let mut worst = None;
-        for watched in sending.responses.values_mut() {
-            let polls = watched.progress.polls.load(Ordering::Relaxed);
-            if polls != watched.polls || !watched.progress.waiting.load(Ordering::Relaxed) {
-                watched.polls = polls;
-                watched.since = now;
+        for watched in sending.slots.iter_mut().filter(|w| w.in_use) {
+            if watched.polls != watched.seen || !watched.waiting {
+                watched.seen = watched.polls;
+                watched.since = None;
                 continue;
             }
-            let stalled = now.duration_since(watched.since);
+            let since = *watched.since.get_or_insert(now);
+            let stalled = now.duration_since(since);
             if stalled >= timeout && worst.is_none_or(|w| stalled > w) {
                 worst = Some(stalled);
             }
         }
         worst
+    }
+
+    /// Closes the connection now.
+    pub(super) fn force_close(&self) {
+        self.forced.store(true, Ordering::Release);
+        self.close.notify_one();
+    }
+
+    /// Asks the connection to finish its calls and close.
+    fn ask_graceful(&self) {
+        self.graceful.store(true, Ordering::Release);
+        self.close.notify_one();
     }
 
     fn active(&self) -> usize {
@@ -330,18 +404,27 @@ impl ConnShared {
 /// A response watched for send progress; unwatched when dropped.
 struct SendWatch {
     conn: Arc<ConnShared>,
-    id: u64,
-    progress: Arc<SendProgress>,
+    index: usize,
+}
+
+impl SendWatch {
+    /// Records a poll of the body: `owed` when it handed over a data frame and is not done.
+    fn polled(&self, owed: bool) {
+        let mut sending = self.conn.sending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = sending.slots.get_mut(self.index) {
+            w.polls += 1;
+            w.waiting = owed;
+        }
+    }
 }
 
 impl Drop for SendWatch {
     fn drop(&mut self) {
-        self.conn
-            .sending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .responses
-            .remove(&self.id);
+        let mut sending = self.conn.sending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = sending.slots.get_mut(self.index) {
+            w.in_use = false;
+            sending.free.push(self.index);
+        }
     }
 }
 
@@ -552,8 +635,7 @@ impl http_body::Body for ServedBody {
             // it: until then the response waits on the peer.
             let owed = matches!(&polled, std::task::Poll::Ready(Some(Ok(frame))) if frame.is_data())
                 && !this.body.is_end_stream();
-            watch.progress.waiting.store(owed, Ordering::Relaxed);
-            watch.progress.polls.fetch_add(1, Ordering::Relaxed);
+            watch.polled(owed);
         }
         polled
     }

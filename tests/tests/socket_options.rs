@@ -1,0 +1,125 @@
+//! TCP options as configured, read back with `getsockopt` from the sockets themselves: the
+//! one the server accepted and the one the client dialed. Both live in this process; the test
+//! finds them by address among its own descriptors, duplicates them with `pidfd_getfd` and
+//! asks the kernel through socket2 (Linux only).
+#![cfg(target_os = "linux")]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use buffa_types::google::protobuf::StringValue;
+use tokio::net::TcpListener;
+use volley::server::Server;
+use volley::{
+    CallOptions, Client, ClientConfig, Idempotency, Protocol, Request, Response, Router, Spec,
+    StreamType,
+};
+
+const ECHO: Spec = Spec::new(
+    "/test.v1.Sock/Echo",
+    StreamType::Unary,
+    Idempotency::Unknown,
+);
+
+/// Every socket of this process, duplicated.
+fn own_sockets() -> anyhow::Result<Vec<socket2::Socket>> {
+    use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
+    let pidfd = pidfd_open(getpid(), PidfdFlags::empty())?;
+    let mut sockets = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let entry = entry?;
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(link) = std::fs::read_link(entry.path()) else {
+            continue; // closed meanwhile
+        };
+        if !link.to_string_lossy().starts_with("socket:") {
+            continue;
+        }
+        // Closed (or reused) since the listing: skip it.
+        if let Ok(dup) = pidfd_getfd(&pidfd, fd, PidfdGetfdFlags::empty()) {
+            sockets.push(socket2::Socket::from(dup));
+        }
+    }
+    Ok(sockets)
+}
+
+/// The TCP socket of this process from `local` to `peer`.
+fn socket(local: SocketAddr, peer: SocketAddr) -> anyhow::Result<socket2::Socket> {
+    own_sockets()?
+        .into_iter()
+        .find(|s| {
+            s.local_addr().ok().and_then(|a| a.as_socket()) == Some(local)
+                && s.peer_addr().ok().and_then(|a| a.as_socket()) == Some(peer)
+        })
+        .ok_or_else(|| anyhow::anyhow!("no socket {local} -> {peer} in this process"))
+}
+
+fn check(
+    side: &str,
+    s: &socket2::Socket,
+    nodelay: bool,
+    keepalive: Option<Duration>,
+) -> anyhow::Result<()> {
+    assert_eq!(s.tcp_nodelay()?, nodelay, "{side}: TCP_NODELAY");
+    assert_eq!(s.keepalive()?, keepalive.is_some(), "{side}: SO_KEEPALIVE");
+    if let Some(idle) = keepalive {
+        assert_eq!(s.tcp_keepalive_time()?, idle, "{side}: TCP_KEEPIDLE");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn tcp_options_are_set_on_the_accepted_and_the_dialed_socket() -> anyhow::Result<()> {
+    let router = Router::new().unary(ECHO, |request: Request<StringValue>| async move {
+        Ok(Response::new(request.into_message()))
+    });
+    let cases = [
+        (false, Some(Duration::from_secs(7))),
+        (true, None),
+        (true, Some(Duration::from_secs(42))),
+    ];
+    for (nodelay, keepalive) in cases {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let server_addr = listener.local_addr()?;
+        let server = Server::from_listener(listener)
+            .tcp_nodelay(nodelay)
+            .tcp_keepalive(keepalive);
+        tokio::spawn(server.serve(router.clone()));
+        for protocol in [Protocol::Connect, Protocol::Grpc] {
+            let config = ClientConfig::new(format!("http://{server_addr}"))?
+                .protocol(protocol)
+                .tcp_nodelay(nodelay)
+                .tcp_keepalive(keepalive);
+            let client = Client::new(config)?;
+            let reply = client
+                .unary::<_, StringValue>(ECHO, StringValue::from("x"), CallOptions::new())
+                .await?;
+            let info = reply
+                .connection()
+                .expect("the transport reports its connection");
+            let (local, remote) = (info.local_addr.unwrap(), info.remote_addr.unwrap());
+            assert_eq!(remote, server_addr);
+            // The pooled connection is still open on both ends.
+            let case = format!("{protocol:?}, nodelay {nodelay}, keepalive {keepalive:?}");
+            check(
+                &format!("client, {case}"),
+                &socket(local, remote)?,
+                nodelay,
+                keepalive,
+            )?;
+            check(
+                &format!("server, {case}"),
+                &socket(remote, local)?,
+                nodelay,
+                keepalive,
+            )?;
+        }
+    }
+    Ok(())
+}
