@@ -157,8 +157,13 @@ impl H3Client {
         key: &str,
         host: &str,
         port: u16,
-    ) -> Result<(h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>, ConnectionInfo), Error>
-    {
+    ) -> Result<
+        (
+            h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
+            ConnectionInfo,
+        ),
+        Error,
+    > {
         let slot = self
             .inner
             .pool
@@ -188,7 +193,8 @@ impl H3Client {
     }
 
     async fn connect(&self, host: &str, port: u16) -> Result<Pooled, Error> {
-        let unavailable = |m: String| Error::new(Code::Unavailable, format!("connecting failed: {m}"));
+        let unavailable =
+            |m: String| Error::new(Code::Unavailable, format!("connecting failed: {m}"));
         let addr = tokio::net::lookup_host((host, port))
             .await
             .map_err(|e| unavailable(e.to_string()))?

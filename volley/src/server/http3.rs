@@ -237,7 +237,14 @@ async fn accept_loop(
                 },
                 _ = registration.shared.close.notified() => return,
             };
-            let served = served_for(&conn, dispatch, &registration, body_limits, &limits, local_port);
+            let served = served_for(
+                &conn,
+                dispatch,
+                &registration,
+                body_limits,
+                &limits,
+                local_port,
+            );
             let connection = H3Connection::new(conn, served, limits);
             drive(connection, &registration, stop, &limits).await;
         });
@@ -378,15 +385,15 @@ async fn serve_stream(
     served: Served,
     header_timeout: Duration,
 ) {
-    let (head, stream) = match tokio::time::timeout(header_timeout, resolver.resolve_request()).await
-    {
-        Ok(Ok(resolved)) => resolved,
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "bad HTTP/3 request");
-            return;
-        }
-        Err(_) => return,
-    };
+    let (head, stream) =
+        match tokio::time::timeout(header_timeout, resolver.resolve_request()).await {
+            Ok(Ok(resolved)) => resolved,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "bad HTTP/3 request");
+                return;
+            }
+            Err(_) => return,
+        };
     let (mut send, recv) = stream.split();
     let limits = served.body_limits;
     let framing = if limits.min_rate.is_some() {
@@ -414,7 +421,10 @@ async fn send_response<B>(
     let (mut parts, mut body) = response.into_parts();
     parts.version = http::Version::HTTP_3;
     strip_connection_headers(&mut parts.headers);
-    if let Err(e) = send.send_response(http::Response::from_parts(parts, ())).await {
+    if let Err(e) = send
+        .send_response(http::Response::from_parts(parts, ()))
+        .await
+    {
         tracing::debug!(error = %e, "sending an HTTP/3 response head failed");
         return;
     }
