@@ -287,6 +287,8 @@ async fn preferred_falls_back_to_tcp_without_quic_and_uses_quic_when_there() {
 struct Raw {
     _endpoint: quinn::Endpoint,
     send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
+    /// Resolves with whether the close was H3_NO_ERROR, when the connection closes.
+    closed: tokio::sync::oneshot::Receiver<bool>,
 }
 
 async fn raw(id: &Identity, addr: SocketAddr) -> Raw {
@@ -309,12 +311,15 @@ async fn raw(id: &Identity, addr: SocketAddr) -> Raw {
     let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn))
         .await
         .unwrap();
+    let (tx, closed) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+        let e = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+        let _ = tx.send(e.is_h3_no_error());
     });
     Raw {
         _endpoint: endpoint,
         send,
+        closed,
     }
 }
 
@@ -501,4 +506,69 @@ async fn graceful_shutdown_finishes_calls_in_flight() {
         .await
         .expect("the server stops once its calls are done");
     served.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_and_the_client_reconnects() {
+    let id = identity();
+    let addr = start(&id, |s| {
+        // The first idle check comes after the header read timeout.
+        s.idle_timeout(Duration::from_millis(300))
+            .header_read_timeout(Duration::from_secs(1))
+    })
+    .await;
+    let mut raw = raw(&id, addr).await;
+    let mut request = Vec::new();
+    buffa::Message::encode(&StringValue::from("once"), &mut request);
+    let (status, _, _, _) = raw_call(&mut raw, UNARY.procedure, "application/proto", request).await;
+    assert_eq!(status, 200);
+    // No call in flight for the idle timeout: the server closes the connection gracefully.
+    let clean = tokio::time::timeout(Duration::from_secs(5), &mut raw.closed)
+        .await
+        .expect("the idle connection is closed")
+        .unwrap();
+    assert!(clean, "closed with H3_NO_ERROR");
+
+    // Volley's client notices its pooled connection went away and opens another.
+    let client = client(&id, addr, Protocol::Connect, HttpVersion::Http3);
+    for word in ["before", "after"] {
+        let r = client
+            .unary::<_, StringValue>(UNARY, StringValue::from(word), CallOptions::new())
+            .await
+            .unwrap();
+        assert_eq!(r.message().value, format!("HTTP/3.0 h3 {word}"));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+}
+
+#[tokio::test]
+async fn dropping_a_stream_mid_read_cancels_it_and_the_connection_goes_on() {
+    let id = identity();
+    let addr = start(&id, |s| s).await;
+    let client = client(&id, addr, Protocol::Connect, HttpVersion::Http3);
+    for _ in 0..5 {
+        let mut r = client
+            .server_stream::<_, StringValue>(SERVER, StringValue::from("40"), CallOptions::new())
+            .await
+            .unwrap();
+        let first = r.message_mut().message().await.unwrap().unwrap();
+        assert_eq!(first.value, "HTTP/3.0 h3 #0");
+        // Poll for the next message without one being there yet, then drop the call with
+        // that read in flight.
+        let next = tokio::time::timeout(Duration::from_millis(1), r.message_mut().message()).await;
+        drop(next);
+        drop(r);
+        let mut bidi = client
+            .bidi_stream::<StringValue, StringValue>(BIDI, CallOptions::new())
+            .await
+            .unwrap();
+        bidi.send(StringValue::from("b")).await.unwrap();
+        assert_eq!(bidi.message().await.unwrap().unwrap().value, "echo b");
+        drop(bidi);
+    }
+    let r = client
+        .unary::<_, StringValue>(UNARY, StringValue::from("end"), CallOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(r.message().value, "HTTP/3.0 h3 end");
 }

@@ -139,7 +139,6 @@ fn http_version(request: &pb::ClientCompatRequest) -> anyhow::Result<HttpVersion
         Some(pb::HTTPVersion::HTTP_VERSION_2) => HttpVersion::Http2,
         Some(pb::HTTPVersion::HTTP_VERSION_3) => HttpVersion::Http3,
         None | Some(pb::HTTPVersion::HTTP_VERSION_UNSPECIFIED) => HttpVersion::Auto,
-        Some(other) => bail!("unsupported HTTP version {other:?}"),
     })
 }
 

@@ -20,9 +20,21 @@ use crate::{Code, ConnectionInfo, Error};
 /// again (in the "preferred" mode).
 const BROKEN_FOR: Duration = Duration::from_secs(300);
 
+/// A request sender on a pooled connection.
+type Sender = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
+
+/// What [`H3Client::send`] resolves to: the response, or (with fallback) the request handed
+/// back for TCP, or the call's error.
+type Sent = Pin<
+    Box<
+        dyn Future<Output = Result<http::Response<Body>, Result<http::Request<Body>, Error>>>
+            + Send,
+    >,
+>;
+
 /// One HTTP/3 connection in the pool.
 struct Pooled {
-    send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
+    send: Sender,
     alive: Arc<AtomicBool>,
     info: ConnectionInfo,
 }
@@ -117,16 +129,7 @@ impl H3Client {
 
     /// Sends one request over HTTP/3. With `fallback`, a connection that cannot be opened
     /// gives the request back (`Err(Ok(request))`) instead of failing it.
-    pub(crate) fn send(
-        &self,
-        request: http::Request<Body>,
-        fallback: bool,
-    ) -> Pin<
-        Box<
-            dyn Future<Output = Result<http::Response<Body>, Result<http::Request<Body>, Error>>>
-                + Send,
-        >,
-    > {
+    pub(crate) fn send(&self, request: http::Request<Body>, fallback: bool) -> Sent {
         let this = self.clone();
         Box::pin(async move {
             let (host, port) = match host_port(request.uri()) {
@@ -157,13 +160,7 @@ impl H3Client {
         key: &str,
         host: &str,
         port: u16,
-    ) -> Result<
-        (
-            h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
-            ConnectionInfo,
-        ),
-        Error,
-    > {
+    ) -> Result<(Sender, ConnectionInfo), Error> {
         let slot = self
             .inner
             .pool
@@ -296,7 +293,7 @@ fn host_port(uri: &http::Uri) -> Result<(String, u16), Error> {
 /// Sends the request on a new stream of `send`: the head now, the body from a task of its
 /// own (so a full-duplex call can read while it writes), and resolves with the response head.
 async fn call(
-    mut send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
+    mut send: Sender,
     info: ConnectionInfo,
     request: http::Request<Body>,
 ) -> Result<http::Response<Body>, Error> {
@@ -317,7 +314,6 @@ async fn call(
         boxed_body(RecvBody {
             stream: recv,
             state: RecvState::Data,
-            reading: false,
             _cancel: cancel,
         }),
     ))
@@ -393,13 +389,12 @@ fn stream_error(e: h3::error::StreamError) -> Error {
 }
 
 /// A response body read from an HTTP/3 stream: its DATA frames, then its trailers. Dropped
-/// before its end, it tells the server to stop sending, and stops the request body.
+/// before its end, it stops the request body (a reset), and quinn tells the server to stop
+/// sending when the stream is dropped. (`stop_sending` is not called here: h3-quinn 0.0.10
+/// panics on it while a read is in flight inside the stream.)
 struct RecvBody {
     stream: h3::client::RequestStream<h3_quinn::RecvStream, Bytes>,
     state: RecvState,
-    /// A read is in flight inside h3-quinn (the stream is not at hand for `stop_sending`
-    /// then: quinn stops it when it is dropped).
-    reading: bool,
     _cancel: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -408,15 +403,6 @@ enum RecvState {
     Data,
     Trailers,
     Done,
-}
-
-impl Drop for RecvBody {
-    fn drop(&mut self) {
-        if self.state != RecvState::Done && !self.reading {
-            self.stream
-                .stop_sending(h3::error::Code::H3_REQUEST_CANCELLED);
-        }
-    }
 }
 
 impl http_body::Body for RecvBody {
@@ -430,29 +416,23 @@ impl http_body::Body for RecvBody {
         let this = self.get_mut();
         loop {
             match this.state {
-                RecvState::Data => {
-                    let polled = this.stream.poll_recv_data(cx);
-                    this.reading = polled.is_pending();
-                    match polled {
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Ok(Some(mut data))) => {
-                            let bytes = data.copy_to_bytes(data.remaining());
-                            if bytes.is_empty() {
-                                continue;
-                            }
-                            return Poll::Ready(Some(Ok(http_body::Frame::data(bytes))));
+                RecvState::Data => match this.stream.poll_recv_data(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(Some(mut data))) => {
+                        let bytes = data.copy_to_bytes(data.remaining());
+                        if bytes.is_empty() {
+                            continue;
                         }
-                        Poll::Ready(Ok(None)) => this.state = RecvState::Trailers,
-                        Poll::Ready(Err(e)) => {
-                            this.state = RecvState::Done;
-                            return Poll::Ready(Some(Err(Box::new(stream_error(e)))));
-                        }
+                        return Poll::Ready(Some(Ok(http_body::Frame::data(bytes))));
                     }
-                }
+                    Poll::Ready(Ok(None)) => this.state = RecvState::Trailers,
+                    Poll::Ready(Err(e)) => {
+                        this.state = RecvState::Done;
+                        return Poll::Ready(Some(Err(Box::new(stream_error(e)))));
+                    }
+                },
                 RecvState::Trailers => {
-                    let polled = this.stream.poll_recv_trailers(cx);
-                    this.reading = polled.is_pending();
-                    return match polled {
+                    return match this.stream.poll_recv_trailers(cx) {
                         Poll::Pending => Poll::Pending,
                         Poll::Ready(Ok(Some(trailers))) => {
                             this.state = RecvState::Done;

@@ -111,6 +111,9 @@ const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// [`from_custom_listener`](Self::from_custom_listener): see the
 /// [production guide](crate::guide::production).
 ///
+/// With the `http3` feature, `Server::http3` also serves HTTP/3 over QUIC on the
+/// same port number (UDP), under the same limits.
+///
 /// When `accept` fails for lack of file descriptors (`EMFILE`, `ENFILE`) the server logs it,
 /// closes its longest-idle connection, backs off briefly and goes on accepting.
 ///
