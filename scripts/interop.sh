@@ -10,6 +10,8 @@
 #      404/415) and connect-web in Chromium (real CORS).
 #   b. Volley's client (interop-client) against foreign servers: connect-node (h2c and
 #      HTTP/1.1 instances) and grpcio, for every combination each one supports.
+#   c. HTTP/3 with aioquic: its client against Volley's server, Volley's client against its
+#      minimal Connect server (fails if aioquic is missing from interop/.venv).
 #
 # Assumes scripts/install-peers.sh ran (test.sh runs it first); runs it if interop/node_modules
 # is missing. Builds the binaries with `cargo build -p volley-tests --bins` (into target/, or
@@ -26,7 +28,7 @@ QUICK=0
 for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
-    -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "interop: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -491,6 +493,27 @@ for comp in "${PY_COMPRESSIONS[@]}"; do
     "$CLIENT_BIN" --url "http://127.0.0.1:$PY_PORT" --http 2 --protocol grpc --codec proto \
       --compression "$comp" --any-response-encoding
 done
+
+# === c. HTTP/3 with aioquic (an independent QUIC + HTTP/3 stack) =======================
+# Its client calls Volley's server over HTTP/3 (Connect unary and server streaming, the
+# bytes and envelopes checked); Volley's client calls its minimal Connect server. A venv
+# without aioquic fails here, loudly (install-peers.sh installs it from requirements.txt).
+G="aioquic (HTTP/3)"
+if ! "$PY" -c 'import aioquic' 2>"$LOGS/aioquic-import.err"; then
+  STEP_NO=$((STEP_NO + 1))
+  account "$G" 0 1 0
+  FAILED_STEPS+=("$G: aioquic is not installed in interop/.venv ($(tail -1 "$LOGS/aioquic-import.err"))")
+  case_failed "$G: aioquic missing"
+  echo "FAIL  $G: aioquic is not installed in interop/.venv (run scripts/install-peers.sh)"
+else
+  start volley-h3 "$SERVER_BIN" --port 0 --tls "$LOGS/volley-h3-cert.pem" --http3
+  run "$G" "aioquic client -> volley server" 60 \
+    "$PY" interop/python/h3_peer.py client --port "$PORT" --ca "$LOGS/volley-h3-cert.pem"
+  start aioquic-server "$PY" interop/python/h3_peer.py server --cert-out "$LOGS/aioquic-cert.pem"
+  run "$G" "volley client -> aioquic server" 60 \
+    "$CLIENT_BIN" --url "https://127.0.0.1:$PORT" --http 3 --protocol connect --codec proto \
+      --ca "$LOGS/aioquic-cert.pem" --cases unary_echo,server_stream
+fi
 
 summary
 (( TOTAL_FAIL == 0 ))

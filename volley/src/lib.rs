@@ -90,8 +90,8 @@
 //!
 //! # Features
 //!
-//! `server`, `client` and `gzip` (gzip and deflate) are on by default; `tls`, `zstd` and `br`
-//! are opt-in. See [the table](guide::features).
+//! `server`, `client` and `gzip` (gzip and deflate) are on by default; `tls`, `zstd`, `br` and
+//! `http3` (HTTP/3 over QUIC) are opt-in. See [the table](guide::features).
 
 pub mod budget;
 pub mod client;

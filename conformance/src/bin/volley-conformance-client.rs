@@ -137,8 +137,8 @@ fn http_version(request: &pb::ClientCompatRequest) -> anyhow::Result<HttpVersion
     Ok(match request.http_version.as_known() {
         Some(pb::HTTPVersion::HTTP_VERSION_1) => HttpVersion::Http1,
         Some(pb::HTTPVersion::HTTP_VERSION_2) => HttpVersion::Http2,
+        Some(pb::HTTPVersion::HTTP_VERSION_3) => HttpVersion::Http3,
         None | Some(pb::HTTPVersion::HTTP_VERSION_UNSPECIFIED) => HttpVersion::Auto,
-        Some(other) => bail!("unsupported HTTP version {other:?}"),
     })
 }
 

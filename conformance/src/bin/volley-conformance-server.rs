@@ -2,7 +2,8 @@
 //!
 //! Reads one size-delimited `ServerCompatRequest` from stdin, starts a Volley server for
 //! `ConformanceService` on `127.0.0.1:<ephemeral>` (HTTP/1.1 and HTTP/2 on one port, with TLS
-//! and client certificates when asked), writes a size-delimited `ServerCompatResponse` to
+//! and client certificates when asked, and HTTP/3 over QUIC on the same port number when the
+//! runner asks for `HTTP_VERSION_3`), writes a size-delimited `ServerCompatResponse` to
 //! stdout, and serves until it is terminated. Logs go to stderr only.
 //!
 //! With the `views` feature every handler takes a zero-copy view of its request
@@ -472,6 +473,10 @@ async fn main() -> anyhow::Result<()> {
         };
         server = server.tls(tls);
         pem_cert = cert;
+        if request.http_version.as_known() == Some(pb::HTTPVersion::HTTP_VERSION_3) {
+            // QUIC on the same port number as TCP: the runner dials UDP at host:port.
+            server = server.http3(true);
+        }
     }
     let response = pb::ServerCompatResponse {
         host: addr.ip().to_string(),

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! interop-client --url http://127.0.0.1:PORT [--protocol connect|grpc|grpcweb|grpcwebtext]
-//!     [--codec proto|json] [--http 1.1|2] [--compression identity|gzip|br|zstd|deflate]
+//!     [--codec proto|json] [--http 1.1|2|3] [--compression identity|gzip|br|zstd|deflate]
 //!     [--cases a,b] [--skip a,b] [--case-timeout-ms N] [--ca CERT_PEM]
 //!     [--any-response-encoding] [--list]
 //! ```
@@ -53,7 +53,7 @@ const BIDI: Spec = Spec::new(
 );
 
 const USAGE: &str = "usage: interop-client --url http://127.0.0.1:PORT \
-[--protocol connect|grpc|grpcweb|grpcwebtext] [--codec proto|json] [--http 1.1|2] \
+[--protocol connect|grpc|grpcweb|grpcwebtext] [--codec proto|json] [--http 1.1|2|3] \
 [--compression identity|gzip|br|zstd|deflate] [--cases a,b] [--skip a,b] \
 [--case-timeout-ms N] [--ca CERT_PEM] [--any-response-encoding] [--list]";
 
@@ -66,6 +66,8 @@ struct Args {
     text: bool,
     codec: Codec,
     http1: bool,
+    /// `--http 3`: HTTP/3 over QUIC (needs an https URL).
+    http3: bool,
     compression: Option<&'static str>,
     only: Vec<String>,
     skip: Vec<String>,
@@ -82,6 +84,7 @@ fn parse_args() -> anyhow::Result<Args> {
         text: false,
         codec: Codec::Proto,
         http1: false,
+        http3: false,
         compression: None,
         only: Vec::new(),
         skip: Vec::new(),
@@ -124,10 +127,11 @@ fn parse_args() -> anyhow::Result<Args> {
                 }
             }
             "--http" => {
-                args.http1 = match value("--http")?.as_str() {
-                    "1.1" => true,
-                    "2" => false,
-                    other => bail!("--http must be 1.1 or 2, not {other:?}"),
+                (args.http1, args.http3) = match value("--http")?.as_str() {
+                    "1.1" => (true, false),
+                    "2" => (false, false),
+                    "3" => (false, true),
+                    other => bail!("--http must be 1.1, 2 or 3, not {other:?}"),
                 }
             }
             "--compression" => {
@@ -249,6 +253,8 @@ impl Ctx {
                 .codec(args.codec)
                 .http_version(if args.http1 {
                     HttpVersion::Http1
+                } else if args.http3 {
+                    HttpVersion::Http3
                 } else {
                     HttpVersion::Http2
                 })
@@ -1038,7 +1044,13 @@ async fn run(args: Args) -> bool {
             protocol_name(args.protocol)
         },
         args.codec.name(),
-        if args.http1 { "1.1" } else { "2" },
+        if args.http1 {
+            "1.1"
+        } else if args.http3 {
+            "3"
+        } else {
+            "2"
+        },
         args.compression.unwrap_or("identity"),
     );
     let ctx = match Ctx::new(args) {

@@ -3,12 +3,13 @@
 //! with CORS on one port, HTTP/1.1 and h2c (or, with `--tls`, HTTP/2 and HTTP/1.1 by ALPN).
 //!
 //! ```text
-//! interop-server [--port N] [--tls CERT_PEM_OUT] [--no-cors] [--grace-ms N]
+//! interop-server [--port N] [--tls CERT_PEM_OUT] [--http3] [--no-cors] [--grace-ms N]
 //! ```
 //!
 //! Prints `LISTENING <port>` once it accepts connections (`--port 0`, the default, picks a free
 //! port). `--tls` generates a self-signed certificate for `localhost` and `127.0.0.1` and writes
-//! it (PEM) to the given path for clients to trust. `--no-cors` turns CORS off (to see the
+//! it (PEM) to the given path for clients to trust; `--http3` (with `--tls`) also serves HTTP/3
+//! over QUIC on the same port number (UDP). `--no-cors` turns CORS off (to see the
 //! browser test fail). `--grace-ms` sets the shutdown grace period (default 10 s). Stops
 //! gracefully on SIGTERM and SIGINT, or when its stdin is a pipe that closes.
 
@@ -20,7 +21,7 @@ use volley::Cors;
 use volley::server::{Server, TlsConfig};
 
 const USAGE: &str =
-    "usage: interop-server [--port N] [--tls CERT_PEM_OUT] [--no-cors] [--grace-ms N]";
+    "usage: interop-server [--port N] [--tls CERT_PEM_OUT] [--http3] [--no-cors] [--grace-ms N]";
 
 /// Response headers the interop tests read from a browser, besides the protocols' own.
 const EXPOSED: [&str; 3] = [
@@ -32,6 +33,7 @@ const EXPOSED: [&str; 3] = [
 struct Args {
     port: u16,
     tls: Option<PathBuf>,
+    http3: bool,
     cors: bool,
     grace: std::time::Duration,
 }
@@ -40,6 +42,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
         port: 0,
         tls: None,
+        http3: false,
         cors: true,
         grace: std::time::Duration::from_secs(10),
     };
@@ -53,6 +56,7 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "--tls" => args.tls = Some(PathBuf::from(value("--tls")?)),
             "--no-cors" => args.cors = false,
+            "--http3" => args.http3 = true,
             "--grace-ms" => {
                 let v = value("--grace-ms")?;
                 let ms = v.parse().with_context(|| format!("bad --grace-ms {v:?}"))?;
@@ -128,11 +132,19 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     if let Some(path) = &args.tls {
         server = server.tls(self_signed(path)?);
     }
+    if args.http3 {
+        if args.tls.is_none() {
+            bail!("--http3 needs --tls");
+        }
+        server = server.http3(true);
+    }
     println!("LISTENING {port}");
     std::io::stdout().flush()?;
     eprintln!(
         "interop-server: serving {} on 127.0.0.1:{port} (CORS {})",
-        if args.tls.is_some() {
+        if args.http3 {
+            "TLS (h2 + http/1.1) and HTTP/3 (QUIC)"
+        } else if args.tls.is_some() {
             "TLS (h2 + http/1.1)"
         } else {
             "HTTP/1.1 + h2c"

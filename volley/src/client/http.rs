@@ -25,6 +25,15 @@ pub enum HttpVersion {
     Http1,
     /// HTTP/2 only: h2c with prior knowledge on cleartext.
     Http2,
+    /// HTTP/3 only, over QUIC (feature `http3`; the base URI must be `https`): one pooled
+    /// QUIC connection per host and port, every call multiplexed on it.
+    #[cfg(feature = "http3")]
+    Http3,
+    /// HTTP/3 when the server answers over QUIC, else TCP as [`Auto`](Self::Auto) (feature
+    /// `http3`): a host whose QUIC connection cannot be opened is called over TCP for the
+    /// next 5 minutes before HTTP/3 is tried again.
+    #[cfg(feature = "http3")]
+    Http3Preferred,
 }
 
 /// Default TCP (and TLS) connect timeout ([`ClientConfig::connect_timeout`]).
@@ -322,6 +331,17 @@ fn web_roots() -> rustls::RootCertStore {
 #[derive(Clone, Debug)]
 pub struct HttpTransport {
     client: HyperClient<Connector, Body>,
+    /// The HTTP/3 client, with [`HttpVersion::Http3`] or [`HttpVersion::Http3Preferred`].
+    #[cfg(feature = "http3")]
+    h3: Option<H3Mode>,
+}
+
+/// The HTTP/3 client of a transport, and whether it falls back to TCP.
+#[cfg(feature = "http3")]
+#[derive(Clone, Debug)]
+struct H3Mode {
+    client: super::http3::H3Client,
+    fallback: bool,
 }
 
 impl HttpTransport {
@@ -349,9 +369,7 @@ impl HttpTransport {
         let http2_only = match settings.version {
             HttpVersion::Http2 => true,
             HttpVersion::Http1 => false,
-            HttpVersion::Auto => {
-                config.protocol.requires_http2() && config.base_uri.scheme_str() != Some("https")
-            }
+            _ => config.protocol.requires_http2() && config.base_uri.scheme_str() != Some("https"),
         };
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -360,7 +378,7 @@ impl HttpTransport {
         http.set_connect_timeout(Some(settings.connect_timeout));
         let dial = (dial, settings.connect_timeout);
         #[cfg(feature = "tls")]
-        let connector = {
+        let (connector, h3) = {
             let mut tls = match &settings.tls {
                 Some(c) => (**c).clone(),
                 None => rustls::ClientConfig::builder_with_provider(crate::tls::provider())
@@ -369,15 +387,35 @@ impl HttpTransport {
                     .with_root_certificates(web_roots())
                     .with_no_client_auth(),
             };
+            #[cfg(feature = "http3")]
+            let h3 = match settings.version {
+                HttpVersion::Http3 | HttpVersion::Http3Preferred => {
+                    Some(super::http3::H3Client::new(super::http3::H3Settings {
+                        tls: tls.clone(),
+                        connect_timeout: settings.connect_timeout,
+                        idle_timeout: settings.pool_idle_timeout,
+                        keepalive: settings.keepalive.map(|(interval, _)| interval),
+                        max_header_list_size: settings.max_header_list_size,
+                        stream_window: settings.initial_stream_window,
+                        connection_window: settings.initial_connection_window,
+                    })?)
+                }
+                _ => None,
+            };
+            #[cfg(feature = "http3")]
+            let h3 = h3.map(|client| H3Mode {
+                client,
+                fallback: settings.version != HttpVersion::Http3,
+            });
             tls.alpn_protocols = match settings.version {
                 HttpVersion::Http1 => vec![b"http/1.1".to_vec()],
                 HttpVersion::Http2 => vec![b"h2".to_vec()],
-                HttpVersion::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+                _ => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
             };
-            Connector::new(http, dial, tls)
+            (Connector::new(http, dial, tls), h3)
         };
         #[cfg(not(feature = "tls"))]
-        let connector = Connector::new(http, dial);
+        let (connector, h3) = (Connector::new(http, dial), ());
         let mut builder = HyperClient::builder(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
@@ -397,7 +435,13 @@ impl HttpTransport {
                 .http2_keep_alive_while_idle(settings.keepalive_while_idle);
         }
         let client = builder.build(connector);
-        Ok(Self { client })
+        #[cfg(not(feature = "http3"))]
+        let () = h3;
+        Ok(Self {
+            client,
+            #[cfg(feature = "http3")]
+            h3,
+        })
     }
 }
 
@@ -416,22 +460,44 @@ impl tower_service::Service<http::Request<Body>> for HttpTransport {
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let fut = self.client.request(request);
-        Box::pin(async move {
-            let response = fut.await.map_err(|e| {
-                if e.is_connect() {
-                    // Refused, unreachable or timed out: the server is unavailable, whatever
-                    // the I/O error's kind.
-                    let message = match std::error::Error::source(&e) {
-                        Some(cause) => format!("connecting failed: {cause}"),
-                        None => format!("connecting failed: {e}"),
-                    };
-                    crate::Error::new(crate::Code::Unavailable, message).with_source(Box::new(e))
-                } else {
-                    transport_error(Box::new(e))
+        #[cfg(feature = "http3")]
+        if let Some(h3) = &self.h3
+            && !(h3.fallback && h3.client.is_broken(request.uri()))
+        {
+            let sent = h3.client.send(request, h3.fallback);
+            let client = self.client.clone();
+            return Box::pin(async move {
+                match sent.await {
+                    Ok(response) => Ok(response),
+                    Err(Err(e)) => Err(e),
+                    Err(Ok(request)) => send_hyper(&client, request).await,
                 }
-            })?;
-            Ok(response.map(boxed_body))
-        })
+            });
+        }
+        send_hyper(&self.client, request)
     }
+}
+
+/// Sends a request on hyper's pooled client.
+fn send_hyper(
+    client: &HyperClient<Connector, Body>,
+    request: http::Request<Body>,
+) -> Pin<Box<dyn Future<Output = Result<http::Response<Body>, Error>> + Send + 'static>> {
+    let fut = client.request(request);
+    Box::pin(async move {
+        let response = fut.await.map_err(|e| {
+            if e.is_connect() {
+                // Refused, unreachable or timed out: the server is unavailable, whatever
+                // the I/O error's kind.
+                let message = match std::error::Error::source(&e) {
+                    Some(cause) => format!("connecting failed: {cause}"),
+                    None => format!("connecting failed: {e}"),
+                };
+                crate::Error::new(crate::Code::Unavailable, message).with_source(Box::new(e))
+            } else {
+                transport_error(Box::new(e))
+            }
+        })?;
+        Ok(response.map(boxed_body))
+    })
 }

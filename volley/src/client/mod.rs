@@ -7,6 +7,8 @@ mod balance;
 mod connector;
 #[cfg(feature = "client")]
 mod http;
+#[cfg(all(feature = "client", feature = "http3"))]
+mod http3;
 pub(crate) mod read;
 mod retry;
 mod transport;

@@ -108,9 +108,10 @@ impl Framing {
 }
 
 /// A request body that fails when, while read, it delivers nothing for the progress timeout,
-/// or a message being received arrives slower than the minimum rate.
-pub(super) struct GuardedBody {
-    body: hyper::body::Incoming,
+/// or a message being received arrives slower than the minimum rate. Generic over the body
+/// read (hyper's, or an HTTP/3 request stream's).
+pub(super) struct GuardedBody<B = hyper::body::Incoming> {
+    body: B,
     limits: BodyLimits,
     framing: Framing,
     /// Bytes of the message partly received.
@@ -126,8 +127,8 @@ pub(super) struct GuardedBody {
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl GuardedBody {
-    pub(super) fn new(body: hyper::body::Incoming, limits: BodyLimits, framing: Framing) -> Self {
+impl<B> GuardedBody<B> {
+    pub(super) fn new(body: B, limits: BodyLimits, framing: Framing) -> Self {
         Self {
             body,
             limits,
@@ -240,7 +241,11 @@ impl std::fmt::Display for BodyTooSlow {
 
 impl std::error::Error for BodyTooSlow {}
 
-impl http_body::Body for GuardedBody {
+impl<B> http_body::Body for GuardedBody<B>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: Into<crate::BoxError>,
+{
     type Data = bytes::Bytes;
     type Error = crate::BoxError;
 

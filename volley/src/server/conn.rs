@@ -373,7 +373,7 @@ impl ConnShared {
         self.close.notify_one();
     }
 
-    fn active(&self) -> usize {
+    pub(super) fn active(&self) -> usize {
         self.active.load(Ordering::Acquire)
     }
 
@@ -572,42 +572,50 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Served {
         Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
 
     fn call(&self, request: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let limits = self.body_limits;
+        let framing = if limits.min_rate.is_some() {
+            Framing::of(request.headers().get(http::header::CONTENT_TYPE))
+        } else {
+            Framing::Whole
+        };
+        let request = if request.version() < http::Version::HTTP_2 {
+            request
+                .map(|body| boxed_body(DrainOnDrop(Some(GuardedBody::new(body, limits, framing)))))
+        } else {
+            request.map(|body| boxed_body(GuardedBody::new(body, limits, framing)))
+        };
+        let response = self.serve(request);
+        Box::pin(async move { Ok(response.await) })
+    }
+}
+
+impl Served {
+    /// Serves one request whose body is already guarded: counts it in flight, stamps the
+    /// peer extensions, dispatches it, and watches its response's send progress.
+    pub(super) fn serve(
+        &self,
+        mut request: http::Request<crate::Body>,
+    ) -> Pin<Box<dyn Future<Output = http::Response<ServedBody>> + Send + 'static>> {
         let guard = self.conn.begin_call();
         let dispatch = self.dispatch.clone();
-        let certs = self.certs.clone();
-        let connection = self.connection.clone();
-        let peer = self.peer;
-        let limits = self.body_limits;
         let watch = self.send_timeout.is_some().then(|| self.conn.clone());
+        if let Some(peer) = self.peer {
+            request.extensions_mut().insert(PeerAddr(peer));
+        }
+        request.extensions_mut().insert(self.connection.clone());
+        if let Some(certs) = self.certs.clone() {
+            request.extensions_mut().insert(certs);
+        }
         Box::pin(async move {
-            let framing = if limits.min_rate.is_some() {
-                Framing::of(request.headers().get(http::header::CONTENT_TYPE))
-            } else {
-                Framing::Whole
-            };
-            let mut request = if request.version() < http::Version::HTTP_2 {
-                request.map(|body| {
-                    boxed_body(DrainOnDrop(Some(GuardedBody::new(body, limits, framing))))
-                })
-            } else {
-                request.map(|body| boxed_body(GuardedBody::new(body, limits, framing)))
-            };
-            if let Some(peer) = peer {
-                request.extensions_mut().insert(PeerAddr(peer));
-            }
-            request.extensions_mut().insert(connection);
-            if let Some(certs) = certs {
-                request.extensions_mut().insert(certs);
-            }
             let response = match dispatch {
                 Dispatch::Router(router) => router.handle(request).await,
                 Dispatch::Service(service) => service(request).await,
             };
-            Ok(response.map(|body| ServedBody {
+            response.map(|body| ServedBody {
                 body,
                 watch: watch.map(|conn| conn.watch()),
                 _guard: guard,
-            }))
+            })
         })
     }
 }

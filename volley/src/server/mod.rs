@@ -3,6 +3,8 @@
 
 mod body;
 mod conn;
+#[cfg(feature = "http3")]
+mod http3;
 mod listen;
 
 use std::future::Future;
@@ -109,6 +111,9 @@ const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// [`from_custom_listener`](Self::from_custom_listener): see the
 /// [production guide](crate::guide::production).
 ///
+/// With the `http3` feature, `Server::http3` also serves HTTP/3 over QUIC on the
+/// same port number (UDP), under the same limits.
+///
 /// When `accept` fails for lack of file descriptors (`EMFILE`, `ENFILE`) the server logs it,
 /// closes its longest-idle connection, backs off briefly and goes on accepting.
 ///
@@ -133,6 +138,8 @@ pub struct Server {
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     grace_period: Duration,
     limits: Limits,
+    #[cfg(feature = "http3")]
+    http3: http3::Http3Settings,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -230,7 +237,43 @@ impl Server {
                 tcp_nodelay: true,
                 tcp_keepalive: None,
             },
+            #[cfg(feature = "http3")]
+            http3: http3::Http3Settings::default(),
         }
+    }
+
+    /// Also serves HTTP/3 (feature `http3`): QUIC on a UDP socket bound to the TCP listener's
+    /// address and port, TLS from [`tls`](Self::tls) (required) with ALPN `h3`. The same
+    /// router or service answers, with the same limits and timeouts:
+    /// [`max_concurrent_streams`](Self::max_concurrent_streams) bounds the concurrent request
+    /// streams of a QUIC connection, [`max_header_list_size`](Self::max_header_list_size) its
+    /// header sections, [`initial_stream_window_size`](Self::initial_stream_window_size) and
+    /// [`initial_connection_window_size`](Self::initial_connection_window_size) its flow
+    /// control; [`keepalive`](Self::keepalive) pings are QUIC pings. Graceful shutdown sends an
+    /// HTTP/3 GOAWAY. Serving fails at start (`InvalidInput`) without TLS or without a TCP
+    /// address to share (a Unix or custom listener: use [`http3_socket`](Self::http3_socket)).
+    #[cfg(feature = "http3")]
+    pub fn http3(mut self, enabled: bool) -> Self {
+        self.http3.enabled = enabled;
+        self
+    }
+
+    /// Serves HTTP/3 on this UDP socket (feature `http3`) instead of one bound to the TCP
+    /// listener's address; turns [`http3`](Self::http3) on.
+    #[cfg(feature = "http3")]
+    pub fn http3_socket(mut self, socket: std::net::UdpSocket) -> Self {
+        self.http3.enabled = true;
+        self.http3.socket = Some(socket);
+        self
+    }
+
+    /// Advertises HTTP/3 on responses sent over TCP with `Alt-Svc: h3=":PORT"; ma=86400`
+    /// (feature `http3`; default off), so browsers and other clients that support it move to
+    /// QUIC. Takes effect only with [`http3`](Self::http3) on.
+    #[cfg(feature = "http3")]
+    pub fn advertise_http3(mut self, enabled: bool) -> Self {
+        self.http3.advertise = enabled;
+        self
     }
 
     /// Serves TLS (HTTP/2 and HTTP/1.1 by ALPN) instead of cleartext.
@@ -491,10 +534,28 @@ impl Server {
             }
         }
         let builder = Arc::new(builder);
+        #[cfg(feature = "http3")]
+        let h3_tls = self.tls.clone();
         #[cfg(feature = "tls")]
         let acceptor = self.tls.map(tokio_rustls::TlsAcceptor::from);
         let tracker = Arc::new(Tracker::default());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        #[cfg(feature = "http3")]
+        let (dispatch, _quic) = {
+            let tcp_addr = match &listener {
+                Accepting::Tcp(l) => l.local_addr().ok(),
+                _ => None,
+            };
+            http3::begin(
+                self.http3,
+                h3_tls.as_deref(),
+                tcp_addr,
+                dispatch,
+                &tracker,
+                &stop_rx,
+                limits,
+            )?
+        };
         tokio::pin!(signal);
         let mut last_warning: Option<std::time::Instant> = None;
         'accept: loop {
