@@ -407,6 +407,8 @@ impl HttpTransport {
                 client,
                 fallback: settings.version != HttpVersion::Http3,
             });
+            #[cfg(not(feature = "http3"))]
+            let h3 = ();
             tls.alpn_protocols = match settings.version {
                 HttpVersion::Http1 => vec![b"http/1.1".to_vec()],
                 HttpVersion::Http2 => vec![b"h2".to_vec()],
