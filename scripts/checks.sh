@@ -77,6 +77,14 @@ docs() {
 }
 
 package() {
+  # Cargo verifies each crate against the others' fresh tarballs through a local registry, but
+  # it unpacks a tarball into CARGO_HOME only once per name, version and target path: a copy
+  # left by an earlier run (older sources, same version) would be compiled instead. Drop ours.
+  local home=${CARGO_HOME:-$HOME/.cargo}
+  local p
+  for p in "${PUBLISHED[@]}"; do
+    rm -rf "$home"/registry/src/-*/"$p"-[0-9]* "$home"/registry/cache/-*/"$p"-[0-9]*
+  done
   # Every package of the workspace packages cleanly...
   cargo package --workspace --no-verify --allow-dirty
   # ...and each published crate builds from its package alone, as crates.io would build it.
