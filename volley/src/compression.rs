@@ -353,10 +353,21 @@ mod tests {
         Registry::default()
     }
 
+    /// The algorithms this build has (the compression features vary).
+    fn names() -> Vec<String> {
+        all()
+            .accept_header()
+            .split(',')
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
     #[test]
     fn every_algorithm_round_trips() {
         let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
-        for name in ["gzip", "zstd", "br", "deflate"] {
+        for name in names() {
+            let name = name.as_str();
             let algo = all().get(name).unwrap();
             let mut out = Vec::new();
             algo.compress(&data, &mut out).unwrap();
@@ -369,7 +380,8 @@ mod tests {
 
     #[test]
     fn empty_input_is_the_empty_message() {
-        for name in ["gzip", "zstd", "br", "deflate"] {
+        for name in names() {
+            let name = name.as_str();
             let algo = all().get(name).unwrap();
             assert_eq!(decompress(algo.as_ref(), b"", 0).unwrap(), b"", "{name}");
         }
@@ -377,7 +389,8 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for name in ["gzip", "zstd", "br", "deflate"] {
+        for name in names() {
+            let name = name.as_str();
             let algo = all().get(name).unwrap();
             assert!(
                 decompress(algo.as_ref(), b"\x00\x01garbage", 100).is_err(),
@@ -387,6 +400,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(all(feature = "gzip", feature = "zstd", feature = "br"))]
     fn negotiation_prefers_the_request_encoding() {
         let r = all();
         let gz = r.get("gzip");
