@@ -565,11 +565,22 @@ pub(super) struct Served {
     pub(super) send_timeout: Option<Duration>,
 }
 
+/// A boxed future as one that cannot fail: hyper's service future, without a second box
+/// around the call's.
+pub(super) struct Infallibly<T>(Pin<Box<dyn Future<Output = T> + Send + 'static>>);
+
+impl<T> Future for Infallibly<T> {
+    type Output = Result<T, std::convert::Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        self.0.as_mut().poll(cx).map(Ok)
+    }
+}
+
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Served {
     type Response = http::Response<ServedBody>;
     type Error = std::convert::Infallible;
-    type Future =
-        Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
+    type Future = Infallibly<http::Response<ServedBody>>;
 
     fn call(&self, request: http::Request<hyper::body::Incoming>) -> Self::Future {
         let limits = self.body_limits;
@@ -584,8 +595,7 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Served {
         } else {
             request.map(|body| boxed_body(GuardedBody::new(body, limits, framing)))
         };
-        let response = self.serve(request);
-        Box::pin(async move { Ok(response.await) })
+        Infallibly(self.serve(request))
     }
 }
 
