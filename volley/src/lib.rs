@@ -136,7 +136,7 @@ pub use peer::{ConnectionInfo, TlsInfo};
 pub use protocol::Protocol;
 pub use request::{PeerAddr, PeerCertificates, Request, Response};
 pub use respond::error_response_for;
-pub use router::{DEFAULT_RECEIVE_LIMIT, Router};
+pub use router::{DEFAULT_RECEIVE_LIMIT, FALLBACK_PROCEDURE, Router};
 pub use spec::{Idempotency, Spec, StreamType};
 pub use stream::{Body, ResponseStream, Streaming, boxed_body};
 pub use view::View;

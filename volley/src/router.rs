@@ -65,9 +65,39 @@ impl std::hash::Hasher for Fnv {
     }
 }
 
+/// The catch-all handler, adapted twice: as a unary handler for Connect unary requests (whose
+/// body is one bare message) and as a bidi handler for everything enveloped.
+#[derive(Clone)]
+struct Fallback {
+    unary: SharedHandler,
+    stream: SharedHandler,
+}
+
+/// The procedure in the [`Spec`] of a call the [fallback](Router::fallback) handles (the
+/// path the client asked for is in the request's `http::Uri` extension).
+pub const FALLBACK_PROCEDURE: &str = "/*";
+
+impl Fallback {
+    /// The route for a call with this content type: Connect's unenveloped content types are
+    /// unary; every other RPC is treated as a bidi stream.
+    fn route(&self, classified: Classified) -> Route {
+        let unary = matches!(classified, Classified::Known(ct) if ct.is_unenveloped());
+        let (stream_type, handler) = if unary {
+            (StreamType::Unary, self.unary.clone())
+        } else {
+            (StreamType::BidiStream, self.stream.clone())
+        };
+        Route {
+            spec: Spec::new(FALLBACK_PROCEDURE, stream_type, Idempotency::Unknown),
+            handler,
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Inner {
     routes: HashMap<&'static str, Route, PathHash>,
+    fallback: Option<Fallback>,
     compression: Registry,
     /// The accept-encoding value advertised on every response, made once from `compression`.
     accept_encoding: Option<HeaderValue>,
@@ -142,6 +172,7 @@ impl Router {
         Self {
             inner: Arc::new(Inner {
                 routes: HashMap::default(),
+                fallback: None,
                 compression: Registry::default(),
                 accept_encoding: accept_encoding(&Registry::default()),
                 receive_limit: DEFAULT_RECEIVE_LIMIT,
@@ -216,10 +247,49 @@ impl Router {
         self.route(spec, handler::BidiStream::new(handler))
     }
 
-    /// Merges another router's routes into this one (this router's options are kept).
+    /// Registers a catch-all handler for every path no route matches (default: none, and
+    /// such paths get `unimplemented` / HTTP 404), for gateways and proxies that forward
+    /// methods they learn at run time.
+    ///
+    /// The handler sees every call as a bidi stream of messages: a Connect unary request (a
+    /// bare `application/json` or `application/proto` body) arrives as a stream of one and
+    /// must be answered with exactly one message; any enveloped request (gRPC, gRPC-Web,
+    /// Connect streaming) streams both ways. The path the client asked for is the request's
+    /// `http::Uri` extension (`request.extensions().get::<http::Uri>()`), and the [`Spec`]
+    /// interceptors see has the procedure [`FALLBACK_PROCEDURE`] with the stream type so
+    /// inferred. Connect GET is not offered (HTTP 405). Messages stay undecoded until the
+    /// handler decodes them, so `Req` and `Res` are usually raw or dynamic message types.
+    pub fn fallback<Req, Res, F, Fut>(mut self, handler: F) -> Self
+    where
+        Req: Message,
+        Res: Message,
+        F: Fn(Request<Streaming<Req>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response<ResponseStream<Res>>, Error>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let f = handler.clone();
+        let unary = move |request: Request<Streaming<Req>>| {
+            let fut = f(request);
+            async move { only_message(fut.await?).await }
+        };
+        let g = handler;
+        let stream = move |request: Request<Streaming<Req>>| g(request);
+        self.inner_mut().fallback = Some(Fallback {
+            unary: Arc::new(handler::ClientStream::new(unary)),
+            stream: Arc::new(handler::BidiStream::new(stream)),
+        });
+        self
+    }
+
+    /// Merges another router's routes into this one (this router's options are kept; its
+    /// [fallback](Self::fallback) too, or else the other's).
     pub fn merge(mut self, other: Router) -> Self {
         let routes = other.inner.routes.clone();
-        self.inner_mut().routes.extend(routes);
+        let inner = self.inner_mut();
+        inner.routes.extend(routes);
+        if inner.fallback.is_none() {
+            inner.fallback = other.inner.fallback.clone();
+        }
         self
     }
 
@@ -349,12 +419,21 @@ impl Inner {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or(""),
         );
-        let Some(route) = self.routes.get(parts.uri.path()) else {
-            let err = Error::unimplemented(format!("unknown procedure {}", parts.uri.path()));
-            return classified.or_fallback().not_found(&err);
+        let fallback_route;
+        let mut parts = parts;
+        let route = match (self.routes.get(parts.uri.path()), &self.fallback) {
+            (Some(route), _) => route,
+            (None, Some(fallback)) => {
+                parts.extensions.insert(parts.uri.clone());
+                fallback_route = fallback.route(classified);
+                &fallback_route
+            }
+            (None, None) => {
+                let err = Error::unimplemented(format!("unknown procedure {}", parts.uri.path()));
+                return classified.or_fallback().not_found(&err);
+            }
         };
         let spec = route.spec;
-        let mut parts = parts;
         crate::peer::prepare(&mut parts);
         let get_allowed =
             spec.stream_type == StreamType::Unary && spec.idempotency == Idempotency::NoSideEffects;
@@ -600,6 +679,25 @@ impl Inner {
         )
         .await
     }
+}
+
+/// The one message of a response stream that answers a unary call.
+async fn only_message<Res: Message>(
+    response: Response<ResponseStream<Res>>,
+) -> Result<Response<Res>, Error> {
+    use futures_util::StreamExt as _;
+    let (mut stream, headers, trailers) = response.into_parts();
+    let message = stream
+        .next()
+        .await
+        .transpose()?
+        .ok_or_else(|| Error::internal("the fallback answered a unary call with no message"))?;
+    if stream.next().await.is_some() {
+        return Err(Error::internal(
+            "the fallback answered a unary call with more than one message",
+        ));
+    }
+    Ok(Response::from_parts(message, headers, trailers))
 }
 
 /// The value of the accept-encoding headers for `registry`, `None` when it has no algorithm.

@@ -1,4 +1,5 @@
-//! Static descriptions of RPC methods, emitted by generated code.
+//! Descriptions of RPC methods: emitted by generated code, or made at run time from
+//! descriptors with [`Spec::interned`].
 
 /// The shape of an RPC: how many messages flow each way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,6 +71,28 @@ impl Spec {
         }
     }
 
+    /// A spec for a procedure named at run time (from descriptors, reflection or
+    /// configuration), for services without generated code.
+    ///
+    /// The name is interned: the first spec made for a given path keeps one copy of it for
+    /// the life of the process, and later ones reuse it. That keeps `Spec` `Copy` and its
+    /// `procedure` a plain `&'static str`, so calls never allocate or count references for
+    /// it, whether the name was generated or not; the cost is that memory grows with the
+    /// number of distinct names ever interned. Intern names from a schema, never paths a
+    /// peer chose.
+    ///
+    /// ```
+    /// use volley::{Idempotency, Spec, StreamType};
+    ///
+    /// let name = format!("/{}/{}", "greet.v1.GreetService", "Greet");
+    /// let spec = Spec::interned(&name, StreamType::Unary, Idempotency::Unknown);
+    /// assert_eq!(spec.procedure, "/greet.v1.GreetService/Greet");
+    /// assert_eq!(spec.method(), "Greet");
+    /// ```
+    pub fn interned(procedure: &str, stream_type: StreamType, idempotency: Idempotency) -> Self {
+        Self::new(intern(procedure), stream_type, idempotency)
+    }
+
     /// The same spec with the method's encoded `MethodOptions`.
     pub const fn with_options(mut self, options: &'static [u8]) -> Self {
         self.options = options;
@@ -112,6 +135,23 @@ impl Spec {
     }
 }
 
+/// The process-wide table of interned procedure names.
+fn intern(name: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(known) = names.get(name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(leaked);
+    leaked
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +171,18 @@ mod tests {
         assert_eq!(spec.option_bytes(50001), Some(&b"admin"[..]));
         assert_eq!(spec.option_varint(34), Some(1));
         assert_eq!(spec.option_bytes(7), None);
+    }
+
+    #[test]
+    fn interned_names_are_shared() {
+        let a = Spec::interned(
+            &String::from("/x.Svc/Run"),
+            StreamType::ServerStream,
+            Idempotency::Unknown,
+        );
+        let b = Spec::interned("/x.Svc/Run", StreamType::ServerStream, Idempotency::Unknown);
+        assert!(std::ptr::eq(a.procedure, b.procedure));
+        assert_eq!((a.service(), a.method()), ("x.Svc", "Run"));
+        assert_eq!(a, b);
     }
 }
