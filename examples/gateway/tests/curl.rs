@@ -153,6 +153,14 @@ async fn check_through_curl(reflect: bool) {
         assert_eq!(sentences, eliza::responder::introduce("Ada"));
         assert!(end.get("error").is_none(), "{end}");
 
+        // Say has no side effects (idempotency_level from the descriptors): Connect GET works.
+        let url = format!(
+            "http://{gateway}/{ELIZA}/Say?connect=v1&encoding=json&message=%7B%22sentence%22%3A%22I%20feel%20happy.%22%7D"
+        );
+        let (status, out) = curl(&[&url]);
+        assert_eq!(status, "200", "{}", String::from_utf8_lossy(&out));
+        assert_eq!(json(&out)["sentence"], eliza::responder::reply("I feel happy."));
+
         // Bad JSON is the gateway's invalid_argument; the backend never sees it.
         let url = format!("http://{gateway}/{ELIZA}/Say");
         let (status, out) = curl(&[
