@@ -158,6 +158,7 @@ impl std::fmt::Debug for Router {
         procedures.sort();
         f.debug_struct("Router")
             .field("procedures", &procedures)
+            .field("fallback", &self.inner.fallback.is_some())
             .field("compression", &self.inner.compression)
             .field("receive_limit", &self.inner.receive_limit)
             .field("send_limit", &self.inner.send_limit)
