@@ -320,6 +320,64 @@ async fn the_fallback_answers_connect_unary_with_one_message() {
     assert_eq!(http.0, 404, "{http:?}");
 }
 
+/// A procedure, stream type and requested path, as an interceptor saw them.
+type Sighting = (&'static str, StreamType, String);
+
+/// Records the spec and requested path of every stream the server starts.
+#[derive(Clone, Default)]
+struct Seen(std::sync::Arc<std::sync::Mutex<Vec<Sighting>>>);
+
+impl volley::Interceptor for Seen {
+    fn stream(
+        &self,
+        info: &volley::interceptor::CallInfo,
+        _headers: &mut http::HeaderMap,
+        extensions: &mut http::Extensions,
+    ) -> Result<Option<Box<dyn volley::StreamObserver>>, Error> {
+        let path = extensions
+            .get::<http::Uri>()
+            .map(|u| u.path().to_string())
+            .unwrap_or_default();
+        let entry = (info.spec.procedure, info.spec.stream_type, path);
+        self.0.lock().unwrap().push(entry);
+        Ok(None)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interceptors_see_fallback_calls_with_the_inferred_stream_type() {
+    let seen = Seen::default();
+    let router = fallback_health(Router::new(), schema()).interceptor(seen.clone());
+    let addr = serve(router).await;
+    let http = reqwest_free_post(addr, CHECK, br#"{"service": "pkg.Up"}"#).await;
+    assert_eq!(http.0, 200, "{http:?}");
+    let c = HealthClient::new(client(addr, Protocol::Grpc, Codec::Proto));
+    let reply = c
+        .check(HealthCheckRequest {
+            service: "pkg.Up".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply.message().status, ServingStatus::SERVING);
+    let seen = seen.0.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            (
+                volley::FALLBACK_PROCEDURE,
+                StreamType::Unary,
+                CHECK.to_string()
+            ),
+            (
+                volley::FALLBACK_PROCEDURE,
+                StreamType::BidiStream,
+                CHECK.to_string()
+            ),
+        ]
+    );
+}
+
 /// An empty request message, already encoded in `codec`.
 fn empty_request(codec: Codec) -> Dynamic {
     let bytes = match codec {
