@@ -111,6 +111,8 @@ pub mod request;
 pub mod spec;
 pub mod timeout;
 
+#[cfg(all(feature = "http3", any(feature = "server", feature = "client")))]
+mod h3_body;
 mod handler;
 mod respond;
 mod router;

@@ -7,12 +7,12 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http_body_util::BodyExt as _;
 
+use crate::h3_body::RecvBody;
 use crate::stream::{Body, boxed_body};
 use crate::{Code, ConnectionInfo, Error};
 
@@ -311,11 +311,11 @@ async fn call(
     parts.extensions.insert(info);
     Ok(http::Response::from_parts(
         parts,
-        boxed_body(RecvBody {
-            stream: recv,
-            state: RecvState::Data,
-            _cancel: cancel,
-        }),
+        // Dropped before its end, the body stops the request body (a reset, through
+        // `cancel`), and quinn tells the server to stop sending when the stream is dropped.
+        // (`stop_sending` is not called: h3-quinn 0.0.10 panics on it while a read is in
+        // flight inside the stream.)
+        boxed_body(RecvBody::new(recv, |e| Box::new(stream_error(e)), cancel)),
     ))
 }
 
@@ -386,74 +386,4 @@ fn stream_error(e: h3::error::StreamError) -> Error {
         _ => Code::Unavailable,
     };
     Error::new(code, format!("HTTP/3: {e}")).with_source(Box::new(e))
-}
-
-/// A response body read from an HTTP/3 stream: its DATA frames, then its trailers. Dropped
-/// before its end, it stops the request body (a reset), and quinn tells the server to stop
-/// sending when the stream is dropped. (`stop_sending` is not called here: h3-quinn 0.0.10
-/// panics on it while a read is in flight inside the stream.)
-struct RecvBody {
-    stream: h3::client::RequestStream<h3_quinn::RecvStream, Bytes>,
-    state: RecvState,
-    _cancel: tokio::sync::oneshot::Sender<()>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RecvState {
-    Data,
-    Trailers,
-    Done,
-}
-
-impl http_body::Body for RecvBody {
-    type Data = Bytes;
-    type Error = crate::BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        let this = self.get_mut();
-        loop {
-            match this.state {
-                RecvState::Data => match this.stream.poll_recv_data(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(Some(mut data))) => {
-                        let bytes = data.copy_to_bytes(data.remaining());
-                        if bytes.is_empty() {
-                            continue;
-                        }
-                        return Poll::Ready(Some(Ok(http_body::Frame::data(bytes))));
-                    }
-                    Poll::Ready(Ok(None)) => this.state = RecvState::Trailers,
-                    Poll::Ready(Err(e)) => {
-                        this.state = RecvState::Done;
-                        return Poll::Ready(Some(Err(Box::new(stream_error(e)))));
-                    }
-                },
-                RecvState::Trailers => {
-                    return match this.stream.poll_recv_trailers(cx) {
-                        Poll::Pending => Poll::Pending,
-                        Poll::Ready(Ok(Some(trailers))) => {
-                            this.state = RecvState::Done;
-                            Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
-                        }
-                        Poll::Ready(Ok(None)) => {
-                            this.state = RecvState::Done;
-                            Poll::Ready(None)
-                        }
-                        Poll::Ready(Err(e)) => {
-                            this.state = RecvState::Done;
-                            Poll::Ready(Some(Err(Box::new(stream_error(e)))))
-                        }
-                    };
-                }
-                RecvState::Done => return Poll::Ready(None),
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.state == RecvState::Done
-    }
 }

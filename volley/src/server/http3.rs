@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http_body_util::BodyExt as _;
 
 use super::Limits;
 use super::body::{BodyLimits, Framing, GuardedBody};
 use super::conn::{Dispatch, GracefulConnection, Registration, Served, Tracker, drive};
+use crate::h3_body::RecvBody;
 use crate::request::PeerCertificates;
 use crate::stream::boxed_body;
 
@@ -403,7 +404,11 @@ async fn serve_stream(
     };
     let (mut parts, ()) = head.into_parts();
     parts.version = http::Version::HTTP_3;
-    let body = boxed_body(GuardedBody::new(RecvBody::new(recv), limits, framing));
+    let body = boxed_body(GuardedBody::new(
+        RecvBody::new(recv, |e| Box::new(e), ()),
+        limits,
+        framing,
+    ));
     let request = http::Request::from_parts(parts, body);
     let response = served.serve(request).await;
     send_response(&mut send, response).await;
@@ -469,82 +474,5 @@ fn strip_connection_headers(headers: &mut http::HeaderMap) {
         http::HeaderName::from_static("proxy-connection"),
     ] {
         headers.remove(name);
-    }
-}
-
-/// The receiving half of an HTTP/3 request stream as an HTTP body: its DATA frames, then its
-/// trailers.
-pub(super) struct RecvBody {
-    stream: h3::server::RequestStream<h3_quinn::RecvStream, Bytes>,
-    state: RecvState,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RecvState {
-    Data,
-    Trailers,
-    Done,
-}
-
-impl RecvBody {
-    fn new(stream: h3::server::RequestStream<h3_quinn::RecvStream, Bytes>) -> Self {
-        Self {
-            stream,
-            state: RecvState::Data,
-        }
-    }
-}
-
-impl http_body::Body for RecvBody {
-    type Data = Bytes;
-    type Error = crate::BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        let this = self.get_mut();
-        loop {
-            match this.state {
-                RecvState::Data => match this.stream.poll_recv_data(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(Some(mut data))) => {
-                        let bytes = data.copy_to_bytes(data.remaining());
-                        if bytes.is_empty() {
-                            continue;
-                        }
-                        return Poll::Ready(Some(Ok(http_body::Frame::data(bytes))));
-                    }
-                    Poll::Ready(Ok(None)) => this.state = RecvState::Trailers,
-                    Poll::Ready(Err(e)) => {
-                        this.state = RecvState::Done;
-                        return Poll::Ready(Some(Err(Box::new(e))));
-                    }
-                },
-                RecvState::Trailers => {
-                    let polled = this.stream.poll_recv_trailers(cx);
-                    return match polled {
-                        Poll::Pending => Poll::Pending,
-                        Poll::Ready(Ok(Some(trailers))) => {
-                            this.state = RecvState::Done;
-                            Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
-                        }
-                        Poll::Ready(Ok(None)) => {
-                            this.state = RecvState::Done;
-                            Poll::Ready(None)
-                        }
-                        Poll::Ready(Err(e)) => {
-                            this.state = RecvState::Done;
-                            Poll::Ready(Some(Err(Box::new(e))))
-                        }
-                    };
-                }
-                RecvState::Done => return Poll::Ready(None),
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.state == RecvState::Done
     }
 }
