@@ -15,7 +15,7 @@ use futures_util::FutureExt as _;
 use http::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Method, StatusCode};
 
-use crate::codec::Message;
+use crate::codec::{Codec, Codecs, Message};
 use crate::compression::{Compression, Registry, decompress_off_worker};
 use crate::cors::Cors;
 use crate::error::BoxError;
@@ -69,6 +69,8 @@ impl std::hash::Hasher for Fnv {
 struct Inner {
     routes: HashMap<&'static str, Route, PathHash>,
     compression: Registry,
+    /// The codecs accepted, by name.
+    codecs: Codecs,
     /// The accept-encoding value advertised on every response, made once from `compression`.
     accept_encoding: Option<HeaderValue>,
     receive_limit: usize,
@@ -143,6 +145,7 @@ impl Router {
             inner: Arc::new(Inner {
                 routes: HashMap::default(),
                 compression: Registry::default(),
+                codecs: Codecs::default(),
                 accept_encoding: accept_encoding(&Registry::default()),
                 receive_limit: DEFAULT_RECEIVE_LIMIT,
                 send_limit: usize::MAX,
@@ -220,6 +223,22 @@ impl Router {
     pub fn merge(mut self, other: Router) -> Self {
         let routes = other.inner.routes.clone();
         self.inner_mut().routes.extend(routes);
+        self
+    }
+
+    /// Accepts (and answers in) another codec, by its [`name`](Codec::name): requests in
+    /// `application/{name}`, `application/connect+{name}`, `application/grpc+{name}`,
+    /// `application/grpc-web+{name}` (and `-text`), and Connect GET with `encoding={name}`.
+    /// A codec named like one already present replaces it (`proto` and `json` included).
+    /// By default a router accepts [`ProtoCodec`](crate::ProtoCodec) and
+    /// [`JsonCodec`](crate::JsonCodec); any other codec name is answered with the protocol's
+    /// unsupported-media-type response.
+    ///
+    /// # Panics
+    ///
+    /// When the name is not a lowercase content-type token (`a`-`z`, `0`-`9`, `-`, `.`, `_`).
+    pub fn codec(mut self, codec: impl Codec) -> Self {
+        self.inner_mut().codecs.register(codec);
         self
     }
 
@@ -328,7 +347,6 @@ fn body_error(e: BoxError) -> Error {
 }
 
 struct Head {
-    content_type: ContentType,
     request_compression: Option<Arc<dyn Compression>>,
     response_compression: Option<Arc<dyn Compression>>,
     deadline: Option<Instant>,
@@ -348,6 +366,7 @@ impl Inner {
                 .get(CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or(""),
+            &self.codecs,
         );
         let Some(route) = self.routes.get(parts.uri.path()) else {
             let err = Error::unimplemented(format!("unknown procedure {}", parts.uri.path()));
@@ -366,14 +385,14 @@ impl Inner {
         }
         let ct = match classified {
             Classified::Known(ct) if ct.accepts(spec.stream_type) => ct,
-            _ => return unsupported_media_type(spec.stream_type),
+            _ => return self.unsupported_media_type(spec.stream_type),
         };
-        let head = match self.read_head(ct, &parts.headers) {
+        let head = match self.read_head(&ct, &parts.headers) {
             Ok(head) => head,
             Err(err) => {
                 // An unknown encoding is answered with the ones we accept, as gRPC asks.
                 let mut res = ct.immediate_error(&err);
-                self.advertise_encodings(ct, res.headers_mut());
+                self.advertise_encodings(&ct, res.headers_mut());
                 return res;
             }
         };
@@ -414,7 +433,7 @@ impl Inner {
             headers,
             extensions,
             deadline: head.deadline,
-            codec: ct.codec,
+            codec: ct.codec.clone(),
             input,
             spec: route.spec,
         };
@@ -451,11 +470,12 @@ impl Inner {
             span.record("rpc.status_code", code);
         }
         let writer = FrameWriter {
-            codec: ct.codec,
+            codec: ct.codec.clone(),
             compression: head.response_compression,
             min_size: self.compression.min_size(),
             send_limit: self.send_limit,
         };
+        let encoding_header = ct.encoding_headers().1;
         let mut res = ContentType::respond(
             Call {
                 content_type: ct,
@@ -464,20 +484,22 @@ impl Inner {
             },
             result,
         );
-        self.advertise_encodings(ct, res.headers_mut());
+        if let Some(v) = &self.accept_encoding {
+            res.headers_mut().insert(encoding_header, v.clone());
+        }
         res
     }
 
     /// Adds the protocol's accept-encoding header listing the compressions we accept
     /// (`grpc-accept-encoding`, `connect-accept-encoding`, or `accept-encoding` for Connect
     /// unary), as connect-go and grpc-go do.
-    fn advertise_encodings(&self, ct: ContentType, h: &mut HeaderMap) {
+    fn advertise_encodings(&self, ct: &ContentType, h: &mut HeaderMap) {
         if let Some(v) = &self.accept_encoding {
             h.insert(ct.encoding_headers().1, v.clone());
         }
     }
 
-    fn read_head(&self, ct: ContentType, h: &HeaderMap) -> Result<Head, Error> {
+    fn read_head(&self, ct: &ContentType, h: &HeaderMap) -> Result<Head, Error> {
         let wire = ct.read_head(h, self.require_protocol_header)?;
         let request_compression = self.lookup_encoding(wire.encoding)?;
         let response_compression = negotiate(
@@ -489,7 +511,6 @@ impl Inner {
             .timeout?
             .map(|t| deadline_from(crate::timeout::clamp(t, self.max_timeout)));
         Ok(Head {
-            content_type: ct,
             request_compression,
             response_compression,
             deadline,
@@ -555,11 +576,14 @@ impl Inner {
     ) -> http::Response<Body> {
         let get = match connect::read_get(
             parts.uri.query().unwrap_or(""),
+            &self.codecs,
             &parts.headers,
             self.require_protocol_header,
         ) {
             Ok(get) => get,
-            Err(GetRefusal::UnknownCodec) => return unsupported_media_type(StreamType::Unary),
+            Err(GetRefusal::UnknownCodec) => {
+                return self.unsupported_media_type(StreamType::Unary);
+            }
             Err(GetRefusal::Error(ct, err)) => return ct.immediate_error(&err),
         };
         let ct = get.content_type;
@@ -582,7 +606,6 @@ impl Inner {
         };
         let response_compression = negotiate(&self.compression, None, get.accept_encoding);
         let head = Head {
-            content_type: ct,
             request_compression: None,
             response_compression,
             deadline,
@@ -592,7 +615,7 @@ impl Inner {
         extensions.insert(parts.uri);
         self.call(
             route,
-            head.content_type,
+            ct,
             head,
             parts.headers,
             extensions,
@@ -626,12 +649,13 @@ fn method_not_allowed(get_allowed: bool) -> http::Response<Body> {
     res
 }
 
-fn unsupported_media_type(stream_type: StreamType) -> http::Response<Body> {
-    let mut res = http::Response::new(empty_body());
-    *res.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
-    res.headers_mut().insert(
-        "accept-post",
-        HeaderValue::from_static(accept_post(stream_type)),
-    );
-    res
+impl Inner {
+    /// 415 with the content types this router accepts for `stream_type`.
+    fn unsupported_media_type(&self, stream_type: StreamType) -> http::Response<Body> {
+        let mut res = http::Response::new(empty_body());
+        *res.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        res.headers_mut()
+            .insert("accept-post", accept_post(stream_type, &self.codecs));
+        res
+    }
 }
