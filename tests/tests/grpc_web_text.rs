@@ -16,7 +16,10 @@ use futures_util::StreamExt as _;
 use http::HeaderMap;
 use http_body_util::BodyExt as _;
 use volley::client::{HttpTransport, HttpVersion};
-use volley::{Body, CallOptions, Client, ClientConfig, Code, Codec, Error, Protocol, Transport};
+use volley::{
+    Body, CallOptions, Client, ClientConfig, Code, Codec, Error, JsonCodec, ProtoCodec, Protocol,
+    Transport,
+};
 use volley_tests::raw::{decode_web_text, parse_envelopes, parse_trailer_block};
 use volley_tests::{
     BIDI, CLIENT_STREAM, ECHO, EchoRequest, EchoResponse, ErrorSpec, SERVER_STREAM, interop_router,
@@ -88,13 +91,13 @@ impl Recorder {
 struct Setup {
     client: Client<Recorder>,
     recorder: Recorder,
-    codec: Codec,
+    codec: &'static dyn Codec,
 }
 
 fn setup(
     addr: std::net::SocketAddr,
     http: HttpVersion,
-    codec: Codec,
+    codec: &'static dyn Codec,
     compression: Option<&'static str>,
 ) -> anyhow::Result<Setup> {
     let mut config = ClientConfig::new(format!("http://{addr}"))?
@@ -399,7 +402,7 @@ async fn bidi_full_duplex(s: &Setup) -> anyhow::Result<()> {
 async fn grpc_web_text_client_against_our_server() -> anyhow::Result<()> {
     let (addr, _server) = spawn_server(interop_router()).await?;
     for http in [HttpVersion::Http1, HttpVersion::Http2] {
-        for codec in [Codec::Proto, Codec::Json] {
+        for codec in [&ProtoCodec as &dyn Codec, &JsonCodec] {
             for compression in [None, Some("gzip")] {
                 let what = format!("{http:?} {codec:?} {compression:?}");
                 let s = setup(addr, http, codec, compression)?;
@@ -494,7 +497,7 @@ impl Transport for Rewrite {
 async fn many_calls_share_connections() -> anyhow::Result<()> {
     let (addr, _server) = spawn_server(interop_router()).await?;
     for http in [HttpVersion::Http1, HttpVersion::Http2] {
-        let s = setup(addr, http, Codec::Proto, None)?;
+        let s = setup(addr, http, &ProtoCodec, None)?;
         let calls = (0..20).map(|i| {
             let client = s.client.clone();
             async move {

@@ -20,7 +20,7 @@
 //!
 //! ```
 //! use prost_reflect::DynamicMessage;
-//! use volley::{Codec, Message as _};
+//! use volley::Message as _;
 //! use volley_dynamic::Dynamic;
 //!
 //! # fn main() -> Result<(), volley::Error> {
@@ -49,7 +49,7 @@
 //! let ping = pool.get_message_by_name("demo.Ping").unwrap();
 //!
 //! // JSON in, as a server receives it...
-//! let payload = Codec::Json.decode::<Dynamic>(br#"{"text":"hi"}"#.to_vec().into())?;
+//! let payload = Dynamic::decode_json(br#"{"text":"hi"}"#)?;
 //! let message: DynamicMessage = payload.decode(&ping)?;
 //! // ...binary out, as a client sends it.
 //! let mut binary = bytes::BytesMut::new();
@@ -63,11 +63,32 @@ mod schema;
 
 use bytes::{BufMut as _, Bytes, BytesMut};
 use prost_reflect::{DynamicMessage, MessageDescriptor, ReflectMessage as _};
-use volley::{Code, Codec, Error, Message};
+use volley::{Code, Error, Message};
 
 pub use crate::schema::{Method, Schema};
 /// The descriptor library this crate builds on, re-exported so its types match.
 pub use prost_reflect;
+
+/// The two encodings every message has (the [`Message`] trait's), which a payload is kept in
+/// until it is decoded: codecs built on them (the built-in `proto` and `json`, and user
+/// codecs that delegate to either) hand a [`Dynamic`] its bytes in one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    /// Binary protobuf.
+    Proto,
+    /// Canonical proto3 JSON.
+    Json,
+}
+
+impl Encoding {
+    /// `proto` or `json`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Encoding::Proto => "proto",
+            Encoding::Json => "json",
+        }
+    }
+}
 
 /// A message whose type is known only at run time: an undecoded payload, a payload with its
 /// descriptor, or a decoded `DynamicMessage`. See the [crate docs](crate).
@@ -77,10 +98,10 @@ pub struct Dynamic(Repr);
 #[derive(Debug, Clone)]
 enum Repr {
     /// As received: the bytes and the codec they are in.
-    Encoded { codec: Codec, bytes: Bytes },
+    Encoded { codec: Encoding, bytes: Bytes },
     /// Received bytes plus the descriptor to transcode them with.
     Described {
-        codec: Codec,
+        codec: Encoding,
         bytes: Bytes,
         descriptor: MessageDescriptor,
     },
@@ -96,12 +117,12 @@ impl Dynamic {
 
     /// An undecoded payload of `bytes` in `codec` (what the runtime hands over when it
     /// receives one).
-    pub fn encoded(codec: Codec, bytes: Bytes) -> Self {
+    pub fn encoded(codec: Encoding, bytes: Bytes) -> Self {
         Dynamic(Repr::Encoded { codec, bytes })
     }
 
     /// The codec and bytes of an undecoded payload; `None` for a decoded message.
-    pub fn as_encoded(&self) -> Option<(Codec, &Bytes)> {
+    pub fn as_encoded(&self) -> Option<(Encoding, &Bytes)> {
         match &self.0 {
             Repr::Encoded { codec, bytes } | Repr::Described { codec, bytes, .. } => {
                 Some((*codec, bytes))
@@ -147,7 +168,7 @@ impl Dynamic {
     }
 
     /// Encodes with `codec` into `buf`.
-    fn encode(&self, codec: Codec, buf: &mut BytesMut) -> Result<(), Error> {
+    fn encode(&self, codec: Encoding, buf: &mut BytesMut) -> Result<(), Error> {
         match &self.0 {
             Repr::Encoded { codec: c, bytes }
             | Repr::Described {
@@ -179,19 +200,19 @@ impl From<DynamicMessage> for Dynamic {
 }
 
 fn decode(
-    codec: Codec,
+    codec: Encoding,
     bytes: &Bytes,
     descriptor: &MessageDescriptor,
 ) -> Result<DynamicMessage, Error> {
     match codec {
-        Codec::Proto => DynamicMessage::decode(descriptor.clone(), bytes.clone()).map_err(|e| {
+        Encoding::Proto => DynamicMessage::decode(descriptor.clone(), bytes.clone()).map_err(|e| {
             Error::new(
                 Code::InvalidArgument,
                 format!("unmarshal protobuf message: {e}"),
             )
             .with_source(e)
         }),
-        Codec::Json => {
+        Encoding::Json => {
             let text: &[u8] = if bytes.is_empty() { b"{}" } else { bytes };
             let mut de = serde_json::Deserializer::from_slice(text);
             DynamicMessage::deserialize(descriptor.clone(), &mut de)
@@ -207,13 +228,13 @@ fn decode(
     }
 }
 
-fn encode_message(message: &DynamicMessage, codec: Codec, buf: &mut BytesMut) -> Result<(), Error> {
+fn encode_message(message: &DynamicMessage, codec: Encoding, buf: &mut BytesMut) -> Result<(), Error> {
     match codec {
-        Codec::Proto => {
+        Encoding::Proto => {
             buf.reserve(prost::Message::encoded_len(message));
             prost::Message::encode(message, buf).map_err(|e| Error::from_source(Code::Internal, e))
         }
-        Codec::Json => {
+        Encoding::Json => {
             let mut ser = serde_json::Serializer::new(buf.writer());
             serde::Serialize::serialize(message, &mut ser)
                 .map_err(|e| Error::from_source(Code::Internal, e))
@@ -223,18 +244,18 @@ fn encode_message(message: &DynamicMessage, codec: Codec, buf: &mut BytesMut) ->
 
 impl Message for Dynamic {
     fn encode_proto(&self, buf: &mut BytesMut) -> Result<(), Error> {
-        self.encode(Codec::Proto, buf)
+        self.encode(Encoding::Proto, buf)
     }
 
     fn decode_proto(bytes: Bytes) -> Result<Self, Error> {
-        Ok(Dynamic::encoded(Codec::Proto, bytes))
+        Ok(Dynamic::encoded(Encoding::Proto, bytes))
     }
 
     fn encode_json(&self, buf: &mut BytesMut) -> Result<(), Error> {
-        self.encode(Codec::Json, buf)
+        self.encode(Encoding::Json, buf)
     }
 
     fn decode_json(bytes: &[u8]) -> Result<Self, Error> {
-        Ok(Dynamic::encoded(Codec::Json, Bytes::copy_from_slice(bytes)))
+        Ok(Dynamic::encoded(Encoding::Json, Bytes::copy_from_slice(bytes)))
     }
 }

@@ -8,22 +8,22 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use volley::client::{HttpTransport, HttpVersion};
 use volley::{
-    CallOptions, Client, ClientConfig, Code, Codec, Error, Idempotency, Protocol, Request,
+    CallOptions, Client, ClientConfig, Code, Codec, Error, JsonCodec, ProtoCodec, Idempotency, Protocol, Request,
     Response, ResponseStream, Router, Spec, StreamType, Streaming,
 };
 use volley_dynamic::prost_reflect::{DynamicMessage, Value};
-use volley_dynamic::{Dynamic, Schema};
+use volley_dynamic::{Dynamic, Encoding, Schema};
 use volley_health::{HealthCheckRequest, HealthClient, ServingStatus};
 
 const CHECK: &str = "/grpc.health.v1.Health/Check";
 const WATCH: &str = "/grpc.health.v1.Health/Watch";
 
-const PROTOCOLS: [(Protocol, Codec); 5] = [
-    (Protocol::Grpc, Codec::Proto),
-    (Protocol::Grpc, Codec::Json),
-    (Protocol::Connect, Codec::Proto),
-    (Protocol::Connect, Codec::Json),
-    (Protocol::GrpcWeb, Codec::Json),
+const PROTOCOLS: [(Protocol, Encoding); 5] = [
+    (Protocol::Grpc, Encoding::Proto),
+    (Protocol::Grpc, Encoding::Json),
+    (Protocol::Connect, Encoding::Proto),
+    (Protocol::Connect, Encoding::Json),
+    (Protocol::GrpcWeb, Encoding::Json),
 ];
 
 async fn serve(router: Router) -> SocketAddr {
@@ -33,11 +33,19 @@ async fn serve(router: Router) -> SocketAddr {
     addr
 }
 
-fn client(addr: SocketAddr, protocol: Protocol, codec: Codec) -> Client<HttpTransport> {
+/// The built-in codec that speaks `encoding`.
+fn codec_of(encoding: Encoding) -> &'static dyn Codec {
+    match encoding {
+        Encoding::Proto => &ProtoCodec,
+        Encoding::Json => &JsonCodec,
+    }
+}
+
+fn client(addr: SocketAddr, protocol: Protocol, codec: Encoding) -> Client<HttpTransport> {
     let config = ClientConfig::new(format!("http://{addr}"))
         .unwrap()
         .protocol(protocol)
-        .codec(codec)
+        .codec(codec_of(codec))
         .http_version(HttpVersion::Http2)
         .timeout(Duration::from_secs(10));
     Client::new(config).unwrap()
@@ -351,7 +359,7 @@ async fn interceptors_see_fallback_calls_with_the_inferred_stream_type() {
     let addr = serve(router).await;
     let http = reqwest_free_post(addr, CHECK, br#"{"service": "pkg.Up"}"#).await;
     assert_eq!(http.0, 200, "{http:?}");
-    let c = HealthClient::new(client(addr, Protocol::Grpc, Codec::Proto));
+    let c = HealthClient::new(client(addr, Protocol::Grpc, Encoding::Proto));
     let reply = c
         .check(HealthCheckRequest {
             service: "pkg.Up".into(),
@@ -379,10 +387,10 @@ async fn interceptors_see_fallback_calls_with_the_inferred_stream_type() {
 }
 
 /// An empty request message, already encoded in `codec`.
-fn empty_request(codec: Codec) -> Dynamic {
+fn empty_request(codec: Encoding) -> Dynamic {
     let bytes = match codec {
-        Codec::Proto => bytes::Bytes::new(),
-        Codec::Json => bytes::Bytes::from_static(b"{}"),
+        Encoding::Proto => bytes::Bytes::new(),
+        Encoding::Json => bytes::Bytes::from_static(b"{}"),
     };
     Dynamic::encoded(codec, bytes)
 }

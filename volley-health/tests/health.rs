@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use volley::client::{HttpTransport, HttpVersion};
-use volley::{Client, ClientConfig, Code, Codec, Protocol, Router};
+use volley::{Client, ClientConfig, Code, Codec, JsonCodec, ProtoCodec, Protocol, Router};
 use volley_health::{
     HealthCheckRequest, HealthClient, HealthListRequest, HealthReporter, ServingStatus,
 };
@@ -25,7 +25,11 @@ async fn start() -> (HealthReporter, SocketAddr) {
     (reporter, addr)
 }
 
-fn client(addr: SocketAddr, protocol: Protocol, codec: Codec) -> HealthClient<HttpTransport> {
+fn client(
+    addr: SocketAddr,
+    protocol: Protocol,
+    codec: &'static dyn Codec,
+) -> HealthClient<HttpTransport> {
     let config = ClientConfig::new(format!("http://{addr}"))
         .unwrap()
         .protocol(protocol)
@@ -42,11 +46,11 @@ fn request(service: &str) -> HealthCheckRequest {
     }
 }
 
-const PROTOCOLS: [(Protocol, Codec); 4] = [
-    (Protocol::Grpc, Codec::Proto),
-    (Protocol::Connect, Codec::Proto),
-    (Protocol::Connect, Codec::Json),
-    (Protocol::GrpcWeb, Codec::Proto),
+const PROTOCOLS: [(Protocol, &'static dyn Codec); 4] = [
+    (Protocol::Grpc, &ProtoCodec),
+    (Protocol::Connect, &ProtoCodec),
+    (Protocol::Connect, &JsonCodec),
+    (Protocol::GrpcWeb, &ProtoCodec),
 ];
 
 #[tokio::test]
@@ -70,7 +74,7 @@ async fn check_answers_known_services_and_not_found_otherwise() {
         assert!(err.message().contains("pkg.Nope"), "{label}: {err}");
     }
     reporter.clear_status("pkg.Up");
-    let err = client(addr, Protocol::Grpc, Codec::Proto)
+    let err = client(addr, Protocol::Grpc, &ProtoCodec)
         .check(request("pkg.Up"))
         .await
         .unwrap_err();
@@ -163,7 +167,7 @@ async fn watch_streams_the_current_status_then_every_change() {
 async fn shutdown_turns_every_watcher_not_serving() {
     let (reporter, addr) = start().await;
     reporter.set_serving("pkg.A");
-    let c = client(addr, Protocol::Grpc, Codec::Proto);
+    let c = client(addr, Protocol::Grpc, &ProtoCodec);
     let mut whole = c.watch(request("")).await.unwrap().into_message();
     let mut a = c.watch(request("pkg.A")).await.unwrap().into_message();
     assert_eq!(next_status(&mut whole).await, ServingStatus::SERVING);
@@ -179,7 +183,7 @@ async fn shutdown_turns_every_watcher_not_serving() {
 #[tokio::test]
 async fn watching_an_unknown_service_does_not_make_it_known() {
     let (reporter, addr) = start().await;
-    let c = client(addr, Protocol::Grpc, Codec::Proto);
+    let c = client(addr, Protocol::Grpc, &ProtoCodec);
     let mut stream = c.watch(request("pkg.Gone")).await.unwrap().into_message();
     assert_eq!(
         next_status(&mut stream).await,

@@ -10,7 +10,7 @@ use buffa_descriptor::generated::descriptor::FileDescriptorProto;
 use v1::server_reflection_request::MessageRequest;
 use v1::server_reflection_response::MessageResponse;
 use volley::client::{HttpTransport, HttpVersion};
-use volley::{BidiStream, Client, ClientConfig, Codec, Protocol, Router};
+use volley::{BidiStream, Client, ClientConfig, ProtoCodec, Protocol, Router};
 use volley_reflection::Reflection;
 use volley_reflection::proto::grpc::reflection::{v1, v1alpha};
 
@@ -55,7 +55,7 @@ fn client(addr: SocketAddr, protocol: Protocol) -> Client<HttpTransport> {
     let config = ClientConfig::new(format!("http://{addr}"))
         .unwrap()
         .protocol(protocol)
-        .codec(Codec::Proto)
+        .codec(ProtoCodec)
         .http_version(HttpVersion::Http2)
         .timeout(Duration::from_secs(10));
     Client::new(config).unwrap()

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use http::{Extensions, HeaderMap};
 
-use crate::codec::{Codec, Message};
+use crate::codec::{CodecHandle, Message};
 use crate::interceptor::{
     CallInfo, Endpoint, Interceptor, Observers, Side, UnaryRequest, UnaryResponse, run_unary,
 };
@@ -39,7 +39,7 @@ pub(crate) struct CallInput {
     pub(crate) headers: HeaderMap,
     pub(crate) extensions: Extensions,
     pub(crate) deadline: Option<Instant>,
-    pub(crate) codec: Codec,
+    pub(crate) codec: CodecHandle,
     pub(crate) input: Input,
     pub(crate) spec: Spec,
 }
@@ -108,12 +108,12 @@ fn into_stream(input: Input) -> RawStream {
     }
 }
 
-fn encode_one<M: Message>(codec: Codec, message: &M) -> Result<Encoded, Error> {
+fn encode_one<M: Message>(codec: &CodecHandle, message: &M) -> Result<Encoded, Error> {
     Encoded::new(codec, message)
 }
 
 fn encode_stream<M: Message>(
-    codec: Codec,
+    codec: CodecHandle,
     stream: ResponseStream<M>,
     observers: Option<Observers>,
 ) -> EncodedStream {
@@ -122,13 +122,13 @@ fn encode_stream<M: Message>(
             if let Some(o) = &observers {
                 o.sent(&mut m)?;
             }
-            encode_one(codec, &m)
+            encode_one(&codec, &m)
         })
     }))
 }
 
 fn finish_single<M: Message>(
-    codec: Codec,
+    codec: &CodecHandle,
     response: Response<M>,
     observers: Option<Observers>,
 ) -> Result<CallOutput, Error> {
@@ -146,12 +146,12 @@ fn finish_single<M: Message>(
 }
 
 fn finish_stream<M: Message>(
-    codec: Codec,
+    codec: &CodecHandle,
     response: Response<ResponseStream<M>>,
     observers: Option<Observers>,
 ) -> CallOutput {
     let (stream, headers, trailers) = response.into_parts();
-    let output = Output::Stream(encode_stream(codec, stream, observers.clone()));
+    let output = Output::Stream(encode_stream(codec.clone(), stream, observers.clone()));
     CallOutput {
         observers,
         headers,
@@ -241,7 +241,7 @@ where
     Res: Message,
 {
     fn call(&self, call: CallInput) -> HandlerFuture {
-        let codec = call.codec;
+        let codec = call.codec.clone();
         if let Some(chain) = call.interceptors.clone() {
             let info = call_info(&call);
             let f = self.f.clone();
@@ -256,7 +256,7 @@ where
                 let message = codec.decode::<Req>(single(input, &spec).await?)?;
                 let response =
                     intercepted_unary(f, chain, info, headers, extensions, message).await?;
-                finish_single(codec, response, None)
+                finish_single(&codec, response, None)
             });
         }
         let CallInput {
@@ -274,7 +274,7 @@ where
                     message, headers, extensions, deadline, spec,
                 ))
             });
-            return Box::pin(async move { finish_single(codec, fut?.await?, None) });
+            return Box::pin(async move { finish_single(&codec, fut?.await?, None) });
         }
         let f = self.f.clone();
         Box::pin(async move {
@@ -283,7 +283,7 @@ where
                 message, headers, extensions, deadline, spec,
             ))
             .await?;
-            finish_single(codec, response, None)
+            finish_single(&codec, response, None)
         })
     }
 }
@@ -296,7 +296,7 @@ where
     Res: Message,
 {
     fn call(&self, call: CallInput) -> HandlerFuture {
-        let codec = call.codec;
+        let codec = call.codec.clone();
         let chain = call.interceptors.clone();
         let info = chain.as_ref().map(|_| call_info(&call));
         let CallInput {
@@ -316,7 +316,7 @@ where
                     message, headers, extensions, deadline, spec,
                 ))
                 .await?;
-                Ok(finish_stream(codec, response, None))
+                Ok(finish_stream(&codec, response, None))
             });
         };
         Box::pin(async move {
@@ -324,8 +324,9 @@ where
             let observers = Observers::start(&chain, info, &mut headers, &mut extensions).await?;
             let obs = observers.clone();
             let mut guard = crate::interceptor::EndGuard(observers.clone());
+            let decoder = codec.clone();
             let result = async move {
-                let mut message = codec.decode::<Req>(single(input, &spec).await?)?;
+                let mut message = decoder.decode::<Req>(single(input, &spec).await?)?;
                 if let Some(o) = &obs {
                     o.received(&mut message)?;
                 }
@@ -337,7 +338,7 @@ where
             .await;
             guard.disarm();
             let response = observe_error(&observers, result)?;
-            Ok(finish_stream(codec, response, observers))
+            Ok(finish_stream(&codec, response, observers))
         })
     }
 }
@@ -347,7 +348,7 @@ where
 fn call_with_stream<F, Fut, Req, R>(
     f: &Arc<F>,
     call: CallInput,
-    finish: fn(Codec, R, Option<Observers>) -> Result<CallOutput, Error>,
+    finish: fn(&CodecHandle, R, Option<Observers>) -> Result<CallOutput, Error>,
 ) -> HandlerFuture
 where
     F: Fn(Request<Streaming<Req>>) -> Fut + Send + Sync + 'static,
@@ -355,7 +356,7 @@ where
     Req: Message,
     R: Send + 'static,
 {
-    let codec = call.codec;
+    let codec = call.codec.clone();
     let chain = call.interceptors.clone();
     let info = chain.as_ref().map(|_| call_info(&call));
     let CallInput {
@@ -367,17 +368,17 @@ where
         ..
     } = call;
     let (Some(chain), Some(info)) = (chain, info) else {
-        let stream = Streaming::new(into_stream(input), codec, Arc::default());
+        let stream = Streaming::new(into_stream(input), codec.clone(), Arc::default());
         let fut = f(Request::from_parts(
             stream, headers, extensions, deadline, spec,
         ));
-        return Box::pin(async move { finish(codec, fut.await?, None) });
+        return Box::pin(async move { finish(&codec, fut.await?, None) });
     };
     let f = f.clone();
     Box::pin(async move {
         // The open hooks run first: a refusal means the handler never runs.
         let observers = Observers::start(&chain, info, &mut headers, &mut extensions).await?;
-        let stream = Streaming::new(into_stream(input), codec, Arc::default())
+        let stream = Streaming::new(into_stream(input), codec.clone(), Arc::default())
             .observed(observers.clone(), false);
         let fut = f(Request::from_parts(
             stream, headers, extensions, deadline, spec,
@@ -386,7 +387,7 @@ where
         let result = fut.await;
         guard.disarm();
         let response = observe_error(&observers, result)?;
-        let output = finish(codec, response, observers.clone());
+        let output = finish(&codec, response, observers.clone());
         observe_error(&observers, output)
     })
 }

@@ -130,7 +130,7 @@ pub mod tls;
 
 pub use client::{BidiStream, CallOptions, Client, ClientConfig, Transport};
 pub use code::Code;
-pub use codec::{Codec, Message};
+pub use codec::{Codec, JsonCodec, Message, ProtoCodec};
 pub use cors::Cors;
 pub use error::{BoxError, Error, ErrorDetail};
 pub use interceptor::{Interceptor, StreamHooks, StreamObserver};

@@ -253,7 +253,7 @@ pub fn error_response_for(request_headers: &HeaderMap, err: &Error) -> http::Res
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    crate::protocol::classify(content_type)
+    crate::protocol::classify(content_type, &crate::codec::DEFAULT_CODECS)
         .or_fallback()
         .immediate_error(err)
 }

@@ -15,7 +15,7 @@ use futures_util::FutureExt as _;
 use http::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Method, StatusCode};
 
-use crate::codec::Message;
+use crate::codec::{Codec, Codecs, Message};
 use crate::compression::{Compression, Registry, decompress_off_worker};
 use crate::cors::Cors;
 use crate::error::BoxError;
@@ -80,7 +80,7 @@ pub const FALLBACK_PROCEDURE: &str = "/*";
 impl Fallback {
     /// The route for a call with this content type: Connect's unenveloped content types are
     /// unary; every other RPC is treated as a bidi stream.
-    fn route(&self, classified: Classified) -> Route {
+    fn route(&self, classified: &Classified) -> Route {
         let unary = matches!(classified, Classified::Known(ct) if ct.is_unenveloped());
         let (stream_type, handler) = if unary {
             (StreamType::Unary, self.unary.clone())
@@ -99,6 +99,8 @@ struct Inner {
     routes: HashMap<&'static str, Route, PathHash>,
     fallback: Option<Fallback>,
     compression: Registry,
+    /// The codecs accepted, by name.
+    codecs: Codecs,
     /// The accept-encoding value advertised on every response, made once from `compression`.
     accept_encoding: Option<HeaderValue>,
     receive_limit: usize,
@@ -175,6 +177,7 @@ impl Router {
                 routes: HashMap::default(),
                 fallback: None,
                 compression: Registry::default(),
+                codecs: Codecs::default(),
                 accept_encoding: accept_encoding(&Registry::default()),
                 receive_limit: DEFAULT_RECEIVE_LIMIT,
                 send_limit: usize::MAX,
@@ -294,6 +297,22 @@ impl Router {
         self
     }
 
+    /// Accepts (and answers in) another codec, by its [`name`](Codec::name): requests in
+    /// `application/{name}`, `application/connect+{name}`, `application/grpc+{name}`,
+    /// `application/grpc-web+{name}` (and `-text`), and Connect GET with `encoding={name}`.
+    /// A codec named like one already present replaces it (`proto` and `json` included).
+    /// By default a router accepts [`ProtoCodec`](crate::ProtoCodec) and
+    /// [`JsonCodec`](crate::JsonCodec); any other codec name is answered with the protocol's
+    /// unsupported-media-type response.
+    ///
+    /// # Panics
+    ///
+    /// When the name is not a lowercase content-type token (`a`-`z`, `0`-`9`, `-`, `.`, `_`).
+    pub fn codec(mut self, codec: impl Codec) -> Self {
+        self.inner_mut().codecs.register(codec);
+        self
+    }
+
     /// Sets the compression algorithms accepted and offered (default: all built-in ones).
     pub fn compression(mut self, registry: Registry) -> Self {
         let inner = self.inner_mut();
@@ -399,7 +418,6 @@ fn body_error(e: BoxError) -> Error {
 }
 
 struct Head {
-    content_type: ContentType,
     request_compression: Option<Arc<dyn Compression>>,
     response_compression: Option<Arc<dyn Compression>>,
     deadline: Option<Instant>,
@@ -419,6 +437,7 @@ impl Inner {
                 .get(CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or(""),
+            &self.codecs,
         );
         let fallback_route;
         let mut parts = parts;
@@ -426,7 +445,7 @@ impl Inner {
             (Some(route), _) => route,
             (None, Some(fallback)) => {
                 parts.extensions.insert(parts.uri.clone());
-                fallback_route = fallback.route(classified);
+                fallback_route = fallback.route(&classified);
                 &fallback_route
             }
             (None, None) => {
@@ -446,14 +465,14 @@ impl Inner {
         }
         let ct = match classified {
             Classified::Known(ct) if ct.accepts(spec.stream_type) => ct,
-            _ => return unsupported_media_type(spec.stream_type),
+            _ => return self.unsupported_media_type(spec.stream_type),
         };
-        let head = match self.read_head(ct, &parts.headers) {
+        let head = match self.read_head(&ct, &parts.headers) {
             Ok(head) => head,
             Err(err) => {
                 // An unknown encoding is answered with the ones we accept, as gRPC asks.
                 let mut res = ct.immediate_error(&err);
-                self.advertise_encodings(ct, res.headers_mut());
+                self.advertise_encodings(&ct, res.headers_mut());
                 return res;
             }
         };
@@ -494,7 +513,7 @@ impl Inner {
             headers,
             extensions,
             deadline: head.deadline,
-            codec: ct.codec,
+            codec: ct.codec.clone(),
             input,
             spec: route.spec,
         };
@@ -531,11 +550,12 @@ impl Inner {
             span.record("rpc.status_code", code);
         }
         let writer = FrameWriter {
-            codec: ct.codec,
+            codec: ct.codec.clone(),
             compression: head.response_compression,
             min_size: self.compression.min_size(),
             send_limit: self.send_limit,
         };
+        let encoding_header = ct.encoding_headers().1;
         let mut res = ContentType::respond(
             Call {
                 content_type: ct,
@@ -544,20 +564,22 @@ impl Inner {
             },
             result,
         );
-        self.advertise_encodings(ct, res.headers_mut());
+        if let Some(v) = &self.accept_encoding {
+            res.headers_mut().insert(encoding_header, v.clone());
+        }
         res
     }
 
     /// Adds the protocol's accept-encoding header listing the compressions we accept
     /// (`grpc-accept-encoding`, `connect-accept-encoding`, or `accept-encoding` for Connect
     /// unary), as connect-go and grpc-go do.
-    fn advertise_encodings(&self, ct: ContentType, h: &mut HeaderMap) {
+    fn advertise_encodings(&self, ct: &ContentType, h: &mut HeaderMap) {
         if let Some(v) = &self.accept_encoding {
             h.insert(ct.encoding_headers().1, v.clone());
         }
     }
 
-    fn read_head(&self, ct: ContentType, h: &HeaderMap) -> Result<Head, Error> {
+    fn read_head(&self, ct: &ContentType, h: &HeaderMap) -> Result<Head, Error> {
         let wire = ct.read_head(h, self.require_protocol_header)?;
         let request_compression = self.lookup_encoding(wire.encoding)?;
         let response_compression = negotiate(
@@ -569,7 +591,6 @@ impl Inner {
             .timeout?
             .map(|t| deadline_from(crate::timeout::clamp(t, self.max_timeout)));
         Ok(Head {
-            content_type: ct,
             request_compression,
             response_compression,
             deadline,
@@ -635,11 +656,14 @@ impl Inner {
     ) -> http::Response<Body> {
         let get = match connect::read_get(
             parts.uri.query().unwrap_or(""),
+            &self.codecs,
             &parts.headers,
             self.require_protocol_header,
         ) {
             Ok(get) => get,
-            Err(GetRefusal::UnknownCodec) => return unsupported_media_type(StreamType::Unary),
+            Err(GetRefusal::UnknownCodec) => {
+                return self.unsupported_media_type(StreamType::Unary);
+            }
             Err(GetRefusal::Error(ct, err)) => return ct.immediate_error(&err),
         };
         let ct = get.content_type;
@@ -662,7 +686,6 @@ impl Inner {
         };
         let response_compression = negotiate(&self.compression, None, get.accept_encoding);
         let head = Head {
-            content_type: ct,
             request_compression: None,
             response_compression,
             deadline,
@@ -672,7 +695,7 @@ impl Inner {
         extensions.insert(parts.uri);
         self.call(
             route,
-            head.content_type,
+            ct,
             head,
             parts.headers,
             extensions,
@@ -725,12 +748,13 @@ fn method_not_allowed(get_allowed: bool) -> http::Response<Body> {
     res
 }
 
-fn unsupported_media_type(stream_type: StreamType) -> http::Response<Body> {
-    let mut res = http::Response::new(empty_body());
-    *res.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
-    res.headers_mut().insert(
-        "accept-post",
-        HeaderValue::from_static(accept_post(stream_type)),
-    );
-    res
+impl Inner {
+    /// 415 with the content types this router accepts for `stream_type`.
+    fn unsupported_media_type(&self, stream_type: StreamType) -> http::Response<Body> {
+        let mut res = http::Response::new(empty_body());
+        *res.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        res.headers_mut()
+            .insert("accept-post", accept_post(stream_type, &self.codecs));
+        res
+    }
 }

@@ -14,7 +14,7 @@ use http::HeaderMap;
 use http_body::Body as _;
 
 use crate::budget::{Budget, Charge};
-use crate::codec::{Codec, Message};
+use crate::codec::{CodecHandle, Message};
 use crate::compression::{Compression, decompress_off_worker};
 use crate::envelope::{self, Decoder, Envelope};
 use crate::error::BoxError;
@@ -385,7 +385,7 @@ impl FrameReader {
 /// client. Read with [`message`](Self::message) or as a [`Stream`].
 pub struct Streaming<M> {
     raw: RawStream,
-    codec: Codec,
+    codec: CodecHandle,
     trailers: Arc<Mutex<HeaderMap>>,
     observers: Option<Observers>,
     /// Client side: the end of this stream is the end of the call, for observers.
@@ -402,7 +402,7 @@ impl<M> std::fmt::Debug for Streaming<M> {
 }
 
 impl<M: Message> Streaming<M> {
-    pub(crate) fn new(raw: RawStream, codec: Codec, trailers: Arc<Mutex<HeaderMap>>) -> Self {
+    pub(crate) fn new(raw: RawStream, codec: CodecHandle, trailers: Arc<Mutex<HeaderMap>>) -> Self {
         Self {
             raw,
             codec,
@@ -441,7 +441,7 @@ impl<M: Message> Streaming<M> {
         }
         Self::new(
             Box::pin(futures_util::stream::iter(encoded)),
-            Codec::Proto,
+            CodecHandle::Proto,
             Arc::default(),
         )
     }
@@ -498,13 +498,12 @@ impl<M: Message> Stream for Streaming<M> {
     type Item = Result<M, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let codec = self.codec;
-        let mut item = match ready!(self.raw.as_mut().poll_next(cx)) {
-            Some(Ok(bytes)) => Some(codec.decode::<M>(bytes)),
+        let this = &mut *self;
+        let mut item = match ready!(this.raw.as_mut().poll_next(cx)) {
+            Some(Ok(bytes)) => Some(this.codec.decode::<M>(bytes)),
             Some(Err(e)) => Some(Err(e)),
             None => None,
         };
-        let this = &mut *self;
         if let Some(o) = &this.observers {
             if let Some(Ok(m)) = &mut item
                 && let Err(e) = o.received(m)
@@ -554,7 +553,7 @@ pub(crate) type EncodedStream =
 
 impl Encoded {
     /// Encodes `message` with `codec`.
-    pub(crate) fn new<M: Message>(codec: Codec, message: &M) -> Result<Self, Error> {
+    pub(crate) fn new<M: Message>(codec: &CodecHandle, message: &M) -> Result<Self, Error> {
         codec
             .encode_after(message, envelope::PREFIX_LEN)
             .map(Encoded)
@@ -585,7 +584,7 @@ impl Encoded {
 /// Encodes, compresses (above the size threshold) and frames outgoing messages.
 #[derive(Clone)]
 pub(crate) struct FrameWriter {
-    pub(crate) codec: Codec,
+    pub(crate) codec: CodecHandle,
     pub(crate) compression: Option<Arc<dyn Compression>>,
     pub(crate) min_size: usize,
     pub(crate) send_limit: usize,
@@ -636,7 +635,7 @@ impl FrameWriter {
 
     /// Encodes a message with the codec.
     pub(crate) fn encode<M: Message>(&self, message: &M) -> Result<Encoded, Error> {
-        Encoded::new(self.codec, message)
+        Encoded::new(&self.codec, message)
     }
 }
 

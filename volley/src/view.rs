@@ -144,6 +144,10 @@ where
     fn decode_json(bytes: &[u8]) -> Result<Self, Error> {
         Self::from_owned(&M::decode_json(bytes)?)
     }
+
+    fn full_name() -> &'static str {
+        M::full_name()
+    }
 }
 
 #[cfg(test)]

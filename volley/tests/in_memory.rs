@@ -7,8 +7,8 @@ use buffa_types::google::protobuf::StringValue;
 use futures_util::StreamExt as _;
 use volley::compression::Registry;
 use volley::{
-    CallOptions, Client, ClientConfig, Code, Codec, Error, ErrorDetail, Idempotency, Protocol,
-    Request, Response, ResponseStream, Router, Spec, StreamType, Streaming,
+    CallOptions, Client, ClientConfig, Code, Codec, Error, ErrorDetail, Idempotency, JsonCodec,
+    ProtoCodec, Protocol, Request, Response, ResponseStream, Router, Spec, StreamType, Streaming,
 };
 
 const UNARY: Spec = Spec::new("/mem.v1.Mem/Unary", StreamType::Unary, Idempotency::Unknown);
@@ -112,7 +112,7 @@ fn router() -> Router {
 fn clients() -> Vec<(String, Client<Router>)> {
     let mut all = Vec::new();
     for protocol in [Protocol::Connect, Protocol::Grpc, Protocol::GrpcWeb] {
-        for codec in [Codec::Proto, Codec::Json] {
+        for codec in [&ProtoCodec as &dyn Codec, &JsonCodec] {
             let config = ClientConfig::new("http://in-memory")
                 .unwrap()
                 .protocol(protocol)
@@ -275,7 +275,7 @@ async fn compression_and_limits() {
 async fn connect_get() {
     let config = ClientConfig::new("http://in-memory")
         .unwrap()
-        .codec(Codec::Json)
+        .codec(JsonCodec)
         .connect_get(true, 8 * 1024);
     let client = Client::with_transport(config, router());
     let reply = client

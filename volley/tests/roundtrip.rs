@@ -7,8 +7,8 @@ use buffa_types::google::protobuf::StringValue;
 use futures_util::StreamExt as _;
 use volley::client::HttpVersion;
 use volley::{
-    CallOptions, Client, ClientConfig, Code, Codec, Error, Idempotency, Protocol, Request,
-    Response, ResponseStream, Router, Spec, StreamType, Streaming,
+    CallOptions, Client, ClientConfig, Code, Codec, Error, Idempotency, JsonCodec, ProtoCodec,
+    Protocol, Request, Response, ResponseStream, Router, Spec, StreamType, Streaming,
 };
 
 const UNARY: Spec = Spec::new(
@@ -90,7 +90,7 @@ async fn serve() -> std::net::SocketAddr {
 fn client(
     addr: std::net::SocketAddr,
     protocol: Protocol,
-    codec: Codec,
+    codec: &'static dyn Codec,
     version: HttpVersion,
 ) -> Client<volley::client::HttpTransport> {
     let config = ClientConfig::new(format!("http://{addr}"))
@@ -101,10 +101,10 @@ fn client(
     Client::new(config).unwrap()
 }
 
-fn combos() -> Vec<(Protocol, Codec, HttpVersion)> {
+fn combos() -> Vec<(Protocol, &'static dyn Codec, HttpVersion)> {
     let mut out = Vec::new();
     for protocol in [Protocol::Connect, Protocol::Grpc, Protocol::GrpcWeb] {
-        for codec in [Codec::Proto, Codec::Json] {
+        for codec in [&ProtoCodec as &dyn Codec, &JsonCodec] {
             for version in [HttpVersion::Http1, HttpVersion::Http2] {
                 if protocol == Protocol::Grpc && version == HttpVersion::Http1 {
                     continue;
@@ -209,7 +209,7 @@ async fn deadlines_and_compression() {
 #[tokio::test]
 async fn connect_get_is_used_for_side_effect_free_methods() {
     let addr = serve().await;
-    for codec in [Codec::Proto, Codec::Json] {
+    for codec in [&ProtoCodec as &dyn Codec, &JsonCodec] {
         let config = ClientConfig::new(format!("http://{addr}"))
             .unwrap()
             .codec(codec)

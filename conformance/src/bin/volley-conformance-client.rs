@@ -18,7 +18,9 @@ use http::HeaderMap;
 use tokio::io::AsyncWriteExt as _;
 use volley::client::{HttpTransport, HttpVersion};
 use volley::compression::Registry;
-use volley::{CallOptions, Client, ClientConfig, Codec, Error, Protocol, Spec};
+use volley::{
+    CallOptions, Client, ClientConfig, Codec, Error, JsonCodec, ProtoCodec, Protocol, Spec,
+};
 
 use pb::__buffa::oneof::client_compat_request::cancel::CancelTiming;
 use pb::__buffa::oneof::client_compat_response::Result as Outcome;
@@ -104,10 +106,10 @@ struct Call {
     delay: Duration,
 }
 
-fn codec(request: &pb::ClientCompatRequest) -> anyhow::Result<Codec> {
+fn codec(request: &pb::ClientCompatRequest) -> anyhow::Result<&'static dyn Codec> {
     Ok(match request.codec.as_known() {
-        Some(pb::Codec::CODEC_PROTO) => Codec::Proto,
-        Some(pb::Codec::CODEC_JSON) => Codec::Json,
+        Some(pb::Codec::CODEC_PROTO) => &ProtoCodec,
+        Some(pb::Codec::CODEC_JSON) => &JsonCodec,
         other => bail!("unsupported codec {other:?}"),
     })
 }

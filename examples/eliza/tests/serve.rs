@@ -4,7 +4,9 @@
 use eliza::proto::connectrpc::eliza::v1::{
     ConverseRequest, ElizaServiceClient, IntroduceRequest, SayRequest, eliza_service,
 };
-use volley::{Client, ClientConfig, Codec, Idempotency, Protocol, StreamType};
+use volley::{
+    Client, ClientConfig, Codec, Idempotency, JsonCodec, ProtoCodec, Protocol, StreamType,
+};
 
 async fn serve() -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -36,7 +38,7 @@ fn specs_carry_stream_types_and_idempotency() {
 async fn every_rpc_over_every_protocol_and_codec() -> anyhow::Result<()> {
     let addr = serve().await;
     for protocol in [Protocol::Connect, Protocol::Grpc, Protocol::GrpcWeb] {
-        for codec in [Codec::Proto, Codec::Json] {
+        for codec in [&ProtoCodec as &dyn Codec, &JsonCodec] {
             let what = format!("{protocol:?}/{codec:?}");
             let config = ClientConfig::new(format!("http://{addr}"))?
                 .protocol(protocol)

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
-use volley::{Client, ClientConfig, Codec, Protocol};
+use volley::{Client, ClientConfig, ProtoCodec, Protocol};
 use volley_dynamic::Schema;
 
 /// Forward every method of a gRPC backend, from any protocol and codec.
@@ -36,7 +36,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = ClientConfig::new(&args.backend)?
         .protocol(Protocol::Grpc)
-        .codec(Codec::Proto);
+        .codec(ProtoCodec);
     let backend = Client::new(config)?;
     let schema = match &args.descriptors {
         Some(path) => Schema::from_file(path)?,

@@ -12,7 +12,7 @@ use eliza::proto::connectrpc::eliza::v1::{
 };
 use futures_util::StreamExt as _;
 use volley::client::HttpTransport;
-use volley::{Client, ClientConfig, Codec, Protocol, Router};
+use volley::{Client, ClientConfig, Codec, JsonCodec, ProtoCodec, Protocol, Router};
 use volley_dynamic::Schema;
 
 const ELIZA: &str = "connectrpc.eliza.v1.ElizaService";
@@ -28,7 +28,7 @@ fn backend(addr: SocketAddr) -> Client<HttpTransport> {
     let config = ClientConfig::new(format!("http://{addr}"))
         .unwrap()
         .protocol(Protocol::Grpc)
-        .codec(Codec::Proto)
+        .codec(ProtoCodec)
         .timeout(Duration::from_secs(10));
     Client::new(config).unwrap()
 }
@@ -196,9 +196,9 @@ async fn curl_calls_eliza_through_the_gateway_with_descriptors_from_reflection()
 async fn the_typed_client_calls_every_method_through_the_gateway() {
     let gateway = start(true).await;
     for (protocol, codec) in [
-        (Protocol::Grpc, Codec::Proto),
-        (Protocol::Connect, Codec::Json),
-        (Protocol::GrpcWeb, Codec::Proto),
+        (Protocol::Grpc, &ProtoCodec as &'static dyn Codec),
+        (Protocol::Connect, &JsonCodec),
+        (Protocol::GrpcWeb, &ProtoCodec),
     ] {
         let what = format!("{protocol:?}/{codec:?}");
         let config = ClientConfig::new(format!("http://{gateway}"))

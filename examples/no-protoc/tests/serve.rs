@@ -4,7 +4,7 @@
 
 use buffa_types::google::protobuf::{Any, Timestamp};
 use no_protoc::proto::clock::v1::{ClockServiceClient, Note, NowRequest, TicksRequest};
-use volley::{Client, ClientConfig, Code, Codec, Protocol};
+use volley::{Client, ClientConfig, Code, Codec, JsonCodec, ProtoCodec, Protocol};
 
 async fn serve() -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -16,7 +16,7 @@ async fn serve() -> std::net::SocketAddr {
 fn client(
     addr: std::net::SocketAddr,
     protocol: Protocol,
-    codec: Codec,
+    codec: &'static dyn Codec,
 ) -> anyhow::Result<ClockServiceClient<volley::client::HttpTransport>> {
     let config = ClientConfig::new(format!("http://{addr}"))?
         .protocol(protocol)
@@ -28,7 +28,7 @@ fn client(
 async fn serves_well_known_types_over_every_protocol() -> anyhow::Result<()> {
     let addr = serve().await;
     for protocol in [Protocol::Connect, Protocol::Grpc, Protocol::GrpcWeb] {
-        for codec in [Codec::Proto, Codec::Json] {
+        for codec in [&ProtoCodec as &dyn Codec, &JsonCodec] {
             let clock = client(addr, protocol, codec)?;
             let now = clock.now(NowRequest::default()).await?;
             let time = now.message().time.as_option().expect("time is set");
@@ -66,7 +66,7 @@ async fn serves_well_known_types_over_every_protocol() -> anyhow::Result<()> {
 async fn echoes_any_attachments() -> anyhow::Result<()> {
     let addr = serve().await;
     for protocol in [Protocol::Connect, Protocol::Grpc, Protocol::GrpcWeb] {
-        let clock = client(addr, protocol, Codec::Proto)?;
+        let clock = client(addr, protocol, &ProtoCodec)?;
         let mut echo = clock.echo().await?;
         let stamp = Timestamp::from_unix(1_234_567_890, 5);
         let note = Note {

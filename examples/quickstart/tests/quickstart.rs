@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use volley::{Client, ClientConfig, Codec, Protocol};
+use volley::{Client, ClientConfig, Codec, JsonCodec, ProtoCodec, Protocol};
 
 mod proto {
     include!(concat!(env!("OUT_DIR"), "/_volley.rs"));
@@ -85,7 +85,7 @@ fn main_serves_calls_and_prints_the_reply() {
 async fn the_typed_client_over_every_protocol_and_codec() {
     let running = start();
     for protocol in [Protocol::Connect, Protocol::Grpc, Protocol::GrpcWeb] {
-        for codec in [Codec::Proto, Codec::Json] {
+        for codec in [&ProtoCodec as &dyn Codec, &JsonCodec] {
             let what = format!("{protocol:?}/{codec:?}");
             let config = ClientConfig::new(format!("http://{}", running.addr))
                 .unwrap()

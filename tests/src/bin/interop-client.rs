@@ -27,7 +27,7 @@ use volley::client::{HttpTransport, HttpVersion};
 use volley::compression::{Brotli, Deflate, Gzip, Registry, Zstd};
 use volley::{
     Body, CallOptions, Client, ClientConfig, Code, Codec, Error, ErrorDetail, Idempotency,
-    Protocol, Spec, StreamType, Transport,
+    JsonCodec, ProtoCodec, Protocol, Spec, StreamType, Transport,
 };
 use volley_tests::proto::volley::interop::v1::{EchoRequest, EchoResponse, ErrorInfo, ErrorSpec};
 
@@ -64,7 +64,7 @@ struct Args {
     protocol: Protocol,
     /// gRPC-Web text (`--protocol grpcwebtext`).
     text: bool,
-    codec: Codec,
+    codec: &'static dyn Codec,
     http1: bool,
     /// `--http 3`: HTTP/3 over QUIC (needs an https URL).
     http3: bool,
@@ -82,7 +82,7 @@ fn parse_args() -> anyhow::Result<Args> {
         url: String::new(),
         protocol: Protocol::Connect,
         text: false,
-        codec: Codec::Proto,
+        codec: &ProtoCodec,
         http1: false,
         http3: false,
         compression: None,
@@ -121,8 +121,8 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "--codec" => {
                 args.codec = match value("--codec")?.as_str() {
-                    "proto" => Codec::Proto,
-                    "json" => Codec::Json,
+                    "proto" => &ProtoCodec,
+                    "json" => &JsonCodec,
                     other => bail!("--codec must be proto or json, not {other:?}"),
                 }
             }

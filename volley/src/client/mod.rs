@@ -22,7 +22,7 @@ use bytes::Bytes;
 use futures_core::Stream;
 use futures_util::StreamExt as _;
 
-use crate::codec::{Codec, Message};
+use crate::codec::{Codec, CodecHandle, Message};
 use crate::compression::{Compression, Registry};
 use crate::headers;
 use crate::interceptor::{EndGuard, Observers, fail};
@@ -57,12 +57,12 @@ pub use transport::Transport;
 ///
 /// ```
 /// use std::time::Duration;
-/// use volley::{ClientConfig, Codec, Protocol};
+/// use volley::{ClientConfig, JsonCodec, Protocol};
 ///
 /// # fn main() -> Result<(), volley::Error> {
 /// let config = ClientConfig::new("http://127.0.0.1:8080")?
 ///     .protocol(Protocol::GrpcWeb)
-///     .codec(Codec::Json)
+///     .codec(JsonCodec)
 ///     .send_compression("gzip")
 ///     .timeout(Duration::from_secs(10))
 ///     .receive_limit(16 * 1024 * 1024)
@@ -78,7 +78,7 @@ pub struct ClientConfig {
     base_uri: Uri,
     protocol: Protocol,
     grpc_web_text: bool,
-    codec: Codec,
+    codec: CodecHandle,
     compression: Registry,
     send_compression: Option<&'static str>,
     receive_limit: usize,
@@ -107,7 +107,7 @@ impl ClientConfig {
             base_uri,
             protocol: Protocol::Connect,
             grpc_web_text: false,
-            codec: Codec::Proto,
+            codec: CodecHandle::Proto,
             compression: Registry::default(),
             send_compression: None,
             receive_limit: crate::DEFAULT_RECEIVE_LIMIT,
@@ -137,9 +137,15 @@ impl ClientConfig {
         self
     }
 
-    /// The codec (default binary protobuf).
-    pub fn codec(mut self, codec: Codec) -> Self {
-        self.codec = codec;
+    /// The codec requests are sent in; responses must come back in it. Default
+    /// [`ProtoCodec`](crate::ProtoCodec) (binary protobuf); [`JsonCodec`](crate::JsonCodec)
+    /// for canonical JSON, or any [`Codec`] the server has registered by the same name.
+    ///
+    /// # Panics
+    ///
+    /// When the name is not a lowercase content-type token (`a`-`z`, `0`-`9`, `-`, `.`, `_`).
+    pub fn codec(mut self, codec: impl Codec) -> Self {
+        self.codec = crate::codec::checked(codec);
         self
     }
 
@@ -481,8 +487,12 @@ impl<T: Transport> Client<T> {
 
     fn prepare(&self, spec: &Spec, options: CallOptions) -> Result<Prepared, Error> {
         let c = &self.config;
-        let content_type =
-            ContentType::for_client(c.protocol, c.codec, spec.stream_type, c.grpc_web_text);
+        let content_type = ContentType::for_client(
+            c.protocol,
+            c.codec.clone(),
+            spec.stream_type,
+            c.grpc_web_text,
+        );
         let send_name = options.send_compression.unwrap_or(c.send_compression);
         let compression: Option<Arc<dyn Compression>> = match send_name {
             Some(name) => Some(c.compression.get(name).ok_or_else(|| {
@@ -506,7 +516,7 @@ impl<T: Transport> Client<T> {
         Ok(Prepared {
             content_type,
             writer: FrameWriter {
-                codec: c.codec,
+                codec: c.codec.clone(),
                 compression,
                 min_size: c.compression.min_size(),
                 send_limit: options.send_limit.unwrap_or(c.send_limit),
@@ -521,7 +531,7 @@ impl<T: Transport> Client<T> {
     }
 
     fn request_head(&self, p: &Prepared, method: Method, uri: Uri) -> ::http::request::Builder {
-        let ct = p.content_type;
+        let ct = &p.content_type;
         let mut builder = ::http::Request::builder().method(method).uri(uri);
         let is_get = builder.method_ref() == Some(&Method::GET);
         if let Some(h) = builder.headers_mut() {
@@ -684,7 +694,7 @@ impl<T: Transport> Client<T> {
         if p.content_type.is_unenveloped() {
             self.connect_unary(spec, p, encoded).await
         } else {
-            let body = full_body(frame_one(&p.writer, p.content_type, encoded)?);
+            let body = full_body(frame_one(&p.writer, &p.content_type, encoded)?);
             let (headers, mut stream, connection) = self.open_stream::<Res>(spec, p, body).await?;
             with_connection(read::finish_unary(headers, &mut stream).await?, connection)
         }
@@ -769,13 +779,13 @@ impl<T: Transport> Client<T> {
         let open = async move {
             let encoded = p.writer.encode(&request)?;
             let Some(policy) = self.config.retry.as_ref().filter(|r| r.applies_to(&spec)) else {
-                let body = full_body(frame_one(&p.writer, p.content_type, encoded)?);
+                let body = full_body(frame_one(&p.writer, &p.content_type, encoded)?);
                 return self.open_stream::<Res>(&spec, p, body).await;
             };
             // Retried until the first message (or the end) arrives: the call commits then.
             let mut attempt = 1;
             loop {
-                let body = full_body(frame_one(&p.writer, p.content_type, encoded.clone())?);
+                let body = full_body(frame_one(&p.writer, &p.content_type, encoded.clone())?);
                 let opened = self
                     .open_stream::<Res>(&spec, p.for_attempt(attempt), body)
                     .await;
@@ -1004,7 +1014,7 @@ fn record_status(span: &tracing::Span, error: Option<&Error>) {
 }
 
 /// One message, framed as the call's body carries it.
-fn frame_one(writer: &FrameWriter, ct: ContentType, encoded: Encoded) -> Result<Bytes, Error> {
+fn frame_one(writer: &FrameWriter, ct: &ContentType, encoded: Encoded) -> Result<Bytes, Error> {
     Ok(ct.body_chunk(writer.frame(encoded)?))
 }
 
@@ -1035,7 +1045,7 @@ fn request_frames<Req: Message, S>(
 where
     S: Stream<Item = Req> + Send + 'static,
 {
-    let (writer, ct) = (p.writer.clone(), p.content_type);
+    let (writer, ct) = (p.writer.clone(), p.content_type.clone());
     requests.map(move |mut m| {
         if let Some(o) = &observers {
             // A hook's rejection fails the body, cancelling the request; the caller sees the
@@ -1043,7 +1053,7 @@ where
             o.sent(&mut m)?;
         }
         let encoded = writer.encode(&m)?;
-        frame_one(&writer, ct, encoded)
+        frame_one(&writer, &ct, encoded)
     })
 }
 

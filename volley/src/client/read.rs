@@ -78,7 +78,7 @@ pub(crate) fn with_metadata(mut err: Error, headers: &HeaderMap) -> Error {
 /// the same protocol with another codec (the peer misbehaves), `unknown` when it is not an RPC
 /// response at all (a proxy's error page, say).
 pub(crate) fn mismatch_code(content_type: &str, protocol: Protocol) -> Code {
-    match crate::protocol::classify(content_type) {
+    match crate::protocol::classify(content_type, &crate::codec::DEFAULT_CODECS) {
         crate::protocol::Classified::Known(ct) if ct.protocol == protocol => Code::Internal,
         crate::protocol::Classified::UnknownCodec(p) if p == protocol => Code::Internal,
         _ => Code::Unknown,
@@ -92,7 +92,7 @@ pub(crate) fn open_response<Res: Message>(
 ) -> Result<(HeaderMap, Streaming<Res>), Error> {
     let (parts, body) = response.into_parts();
     let headers = parts.headers;
-    let codec = p.content_type.codec;
+    let codec = p.content_type.codec.clone();
     let trailers_slot: Arc<Mutex<HeaderMap>> = Arc::default();
     if parts.status != http::StatusCode::OK {
         let code = Code::from_http_status(parts.status.as_u16());
@@ -128,8 +128,8 @@ fn open_enveloped<Res: Message>(
     p: &Prepared,
     header_status: Option<Result<HeaderMap, Error>>,
 ) -> Result<(HeaderMap, Streaming<Res>), Error> {
-    let expected = p.content_type;
-    let codec = expected.codec;
+    let expected = p.content_type.clone();
+    let codec = expected.codec.clone();
     let trailers_slot: Arc<Mutex<HeaderMap>> = Arc::default();
     let ct = content_type(&headers);
     if !expected.response_content_type_ok(ct.split(';').next().unwrap_or("").trim()) {

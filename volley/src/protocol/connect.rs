@@ -25,7 +25,7 @@ use crate::client::Prepared;
 use crate::client::read::{
     content_type, mismatch_code, read_body, response_encoding, with_metadata,
 };
-use crate::codec::{Codec, Message};
+use crate::codec::{CodecHandle, Codecs, Message};
 use crate::compression::decompress;
 use crate::handler::{CallOutput, Output};
 use crate::headers::{
@@ -41,16 +41,18 @@ use crate::{Code, Error, Response, StreamType, envelope};
 pub(crate) struct Connect;
 
 impl Wire for Connect {
-    fn content_type(ct: ContentType) -> &'static str {
-        match (ct.variant, ct.codec) {
-            (true, Codec::Proto) => "application/proto",
-            (true, Codec::Json) => "application/json",
-            (false, Codec::Proto) => "application/connect+proto",
-            (false, Codec::Json) => "application/connect+json",
+    fn content_type(ct: &ContentType) -> HeaderValue {
+        match (ct.variant, &ct.codec) {
+            (true, CodecHandle::Proto) => HeaderValue::from_static("application/proto"),
+            (true, CodecHandle::Json) => HeaderValue::from_static("application/json"),
+            (false, CodecHandle::Proto) => HeaderValue::from_static("application/connect+proto"),
+            (false, CodecHandle::Json) => HeaderValue::from_static("application/connect+json"),
+            (true, CodecHandle::Custom(c)) => super::named_content_type("", c.name()),
+            (false, CodecHandle::Custom(c)) => super::named_content_type("connect+", c.name()),
         }
     }
 
-    fn encoding_headers(ct: ContentType) -> (http::HeaderName, http::HeaderName) {
+    fn encoding_headers(ct: &ContentType) -> (http::HeaderName, http::HeaderName) {
         if ct.variant {
             (CONTENT_ENCODING, ACCEPT_ENCODING)
         } else {
@@ -58,22 +60,22 @@ impl Wire for Connect {
         }
     }
 
-    fn is_unenveloped(ct: ContentType) -> bool {
+    fn is_unenveloped(ct: &ContentType) -> bool {
         ct.variant
     }
 }
 
 impl ServerRules for Connect {
     /// Unary procedures take un-enveloped bodies; streaming ones take envelopes.
-    fn accepts(ct: ContentType, stream_type: StreamType) -> bool {
+    fn accepts(ct: &ContentType, stream_type: StreamType) -> bool {
         ct.variant == (stream_type == StreamType::Unary)
     }
 
-    fn read_head(
-        ct: ContentType,
-        headers: &HeaderMap,
+    fn read_head<'a>(
+        ct: &ContentType,
+        headers: &'a HeaderMap,
         require_version: bool,
-    ) -> Result<RequestHead<'_>, Error> {
+    ) -> Result<RequestHead<'a>, Error> {
         let (encoding, accept) = Self::encoding_headers(ct);
         let [version, encoding, accept_encoding, timeout_ms] = headers::first_of(
             headers,
@@ -113,7 +115,7 @@ impl ServerRules for Connect {
     }
 
     /// Unary: the JSON error body. Streams: a body holding only the end-of-stream message.
-    fn immediate_error(ct: ContentType, err: &Error) -> http::Response<Body> {
+    fn immediate_error(ct: &ContentType, err: &Error) -> http::Response<Body> {
         if ct.variant {
             return unary_error(err);
         }
@@ -126,14 +128,14 @@ impl ServerRules for Connect {
     }
 
     /// A unary-shaped error with HTTP 404, whatever the content type.
-    fn not_found(_ct: ContentType, err: &Error) -> http::Response<Body> {
+    fn not_found(_ct: &ContentType, err: &Error) -> http::Response<Body> {
         let mut res = unary_error(err);
         *res.status_mut() = StatusCode::NOT_FOUND;
         res
     }
 
     fn end_of_stream(
-        _ct: ContentType,
+        _ct: &ContentType,
         error: Option<&Error>,
         trailers: HeaderMap,
     ) -> http_body::Frame<Bytes> {
@@ -144,7 +146,11 @@ impl ServerRules for Connect {
 impl ClientRules for Connect {
     const CONTROL_FLAG: u8 = envelope::FLAG_END_STREAM;
 
-    fn client_content_type(codec: Codec, stream_type: StreamType, _text: bool) -> ContentType {
+    fn client_content_type(
+        codec: CodecHandle,
+        stream_type: StreamType,
+        _text: bool,
+    ) -> ContentType {
         ContentType {
             protocol: Protocol::Connect,
             codec,
@@ -154,7 +160,7 @@ impl ClientRules for Connect {
 
     /// `connect-protocol-version`, `connect-timeout-ms` and the encodings. A unary request's
     /// `content-encoding` is set by [`unary_request`], only when the body is compressed.
-    fn request_headers(ct: ContentType, h: &mut HeaderMap, head: &ClientHead) {
+    fn request_headers(ct: &ContentType, h: &mut HeaderMap, head: &ClientHead) {
         h.insert(CONNECT_PROTOCOL_VERSION, HeaderValue::from_static("1"));
         if let Some(t) = head.timeout
             && let Ok(v) = HeaderValue::from_str(&format_connect_timeout(t))
@@ -172,11 +178,11 @@ impl ClientRules for Connect {
         }
     }
 
-    fn response_content_type_ok(ct: ContentType, base: &str) -> bool {
+    fn response_content_type_ok(ct: &ContentType, base: &str) -> bool {
         if ct.variant {
             base.strip_prefix("application/") == Some(ct.codec.name())
         } else {
-            super::content_type_matches(base, "connect", ct.codec, false)
+            super::content_type_matches(base, "connect", &ct.codec, false)
         }
     }
 
@@ -267,12 +273,13 @@ pub(crate) enum GetRefusal {
 /// Server: reads a GET request's query (and its timeout and accepted encodings).
 pub(crate) fn read_get<'a>(
     query: &str,
+    codecs: &Codecs,
     headers: &'a HeaderMap,
     require_version: bool,
 ) -> Result<GetRequest<'a>, GetRefusal> {
     let q =
         parse_get_query(query).map_err(|e| GetRefusal::Error(Protocol::Connect.fallback(), e))?;
-    let codec = Codec::from_name(&q.encoding).ok_or(GetRefusal::UnknownCodec)?;
+    let codec = codecs.get(&q.encoding).ok_or(GetRefusal::UnknownCodec)?;
     let ct = ContentType {
         protocol: Protocol::Connect,
         codec,
@@ -318,7 +325,8 @@ pub(crate) fn unary_request(
             &body,
             p.writer.codec.name(),
             algo,
-            p.writer.codec == Codec::Proto,
+            // A codec of ours may be binary: only JSON goes unencoded.
+            !matches!(p.writer.codec, CodecHandle::Json),
         );
         let get_uri = uri(Some(&query))?;
         if get_uri.to_string().len() <= limit {
@@ -372,8 +380,10 @@ pub(crate) async fn read_unary_response<Res: Message>(
         return Err(err.into_wire());
     }
     let ct = content_type(&headers);
-    if !Connect::response_content_type_ok(p.content_type, ct.split(';').next().unwrap_or("").trim())
-    {
+    if !Connect::response_content_type_ok(
+        &p.content_type,
+        ct.split(';').next().unwrap_or("").trim(),
+    ) {
         let expected = format!("application/{}", p.content_type.codec.name());
         return Err(Error::new(
             mismatch_code(&ct, Protocol::Connect),
@@ -585,6 +595,7 @@ pub(crate) fn take_unary_trailers(headers: &mut HeaderMap) -> HeaderMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::DEFAULT_CODECS;
 
     #[test]
     fn get_query_any_order_padding_and_unknowns() {
@@ -629,8 +640,9 @@ mod tests {
 
     #[test]
     fn head_round_trip() {
-        let unary = Connect::client_content_type(Codec::Json, StreamType::Unary, false);
-        let stream = Connect::client_content_type(Codec::Proto, StreamType::ClientStream, false);
+        let unary = &Connect::client_content_type(CodecHandle::Json, StreamType::Unary, false);
+        let stream =
+            &Connect::client_content_type(CodecHandle::Proto, StreamType::ClientStream, false);
         assert_eq!(Connect::content_type(unary), "application/json");
         assert_eq!(Connect::content_type(stream), "application/connect+proto");
         assert!(Connect::accepts(unary, StreamType::Unary));
@@ -668,21 +680,26 @@ mod tests {
     #[test]
     fn get_requests() {
         let h = HeaderMap::new();
-        let get = read_get("encoding=json&message=%7B%7D&connect=v1", &h, true)
-            .ok()
-            .unwrap();
-        assert_eq!(get.content_type.codec, Codec::Json);
+        let get = read_get(
+            "encoding=json&message=%7B%7D&connect=v1",
+            &DEFAULT_CODECS,
+            &h,
+            true,
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(get.content_type.codec, CodecHandle::Json);
         assert_eq!(get.message, b"{}");
         assert!(matches!(
-            read_get("encoding=xml&message=", &h, false),
+            read_get("encoding=xml&message=", &DEFAULT_CODECS, &h, false),
             Err(GetRefusal::UnknownCodec)
         ));
         assert!(matches!(
-            read_get("encoding=json&message=", &h, true),
+            read_get("encoding=json&message=", &DEFAULT_CODECS, &h, true),
             Err(GetRefusal::Error(_, _))
         ));
         assert!(matches!(
-            read_get("encoding=json&connect=v2", &h, false),
+            read_get("encoding=json&connect=v2", &DEFAULT_CODECS, &h, false),
             Err(GetRefusal::Error(_, _))
         ));
     }
@@ -693,7 +710,8 @@ mod tests {
         let res = unary_error(&err);
         assert_eq!(res.status(), 404);
         assert_eq!(res.headers()[CONTENT_TYPE], "application/json");
-        let stream = Connect::client_content_type(Codec::Proto, StreamType::BidiStream, false);
+        let stream =
+            &Connect::client_content_type(CodecHandle::Proto, StreamType::BidiStream, false);
         let res = Connect::immediate_error(stream, &Error::new(Code::Aborted, "x"));
         assert_eq!(res.status(), 200);
         assert_eq!(res.headers()[CONTENT_TYPE], "application/connect+proto");

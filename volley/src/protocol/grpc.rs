@@ -20,7 +20,7 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue};
 
 use super::{ClientHead, ClientRules, ContentType, RequestHead, ServerRules, Wire};
-use crate::codec::Codec;
+use crate::codec::CodecHandle;
 use crate::headers::{
     self, GRPC_ACCEPT_ENCODING, GRPC_ENCODING, GRPC_MESSAGE, GRPC_STATUS, GRPC_STATUS_DETAILS,
     GRPC_TIMEOUT, decode_binary_header, decode_grpc_message, encode_binary_header,
@@ -34,28 +34,29 @@ use crate::{Code, Error, StreamType};
 pub(crate) struct Grpc;
 
 impl Wire for Grpc {
-    fn content_type(ct: ContentType) -> &'static str {
-        match ct.codec {
-            Codec::Proto => "application/grpc+proto",
-            Codec::Json => "application/grpc+json",
+    fn content_type(ct: &ContentType) -> HeaderValue {
+        match &ct.codec {
+            CodecHandle::Proto => HeaderValue::from_static("application/grpc+proto"),
+            CodecHandle::Json => HeaderValue::from_static("application/grpc+json"),
+            CodecHandle::Custom(c) => super::named_content_type("grpc+", c.name()),
         }
     }
 
-    fn encoding_headers(_ct: ContentType) -> (http::HeaderName, http::HeaderName) {
+    fn encoding_headers(_ct: &ContentType) -> (http::HeaderName, http::HeaderName) {
         ENCODING_HEADERS
     }
 }
 
 impl ServerRules for Grpc {
-    fn read_head(
-        _ct: ContentType,
-        headers: &HeaderMap,
+    fn read_head<'a>(
+        _ct: &ContentType,
+        headers: &'a HeaderMap,
         _require_version: bool,
-    ) -> Result<RequestHead<'_>, Error> {
+    ) -> Result<RequestHead<'a>, Error> {
         Ok(read_head(headers))
     }
 
-    fn immediate_error(ct: ContentType, err: &Error) -> http::Response<Body> {
+    fn immediate_error(ct: &ContentType, err: &Error) -> http::Response<Body> {
         immediate_error(ct, err, |status| {
             let frame = http_body::Frame::trailers(status);
             let once = futures_util::stream::iter([Ok::<_, crate::BoxError>(frame)]);
@@ -64,7 +65,7 @@ impl ServerRules for Grpc {
     }
 
     fn end_of_stream(
-        _ct: ContentType,
+        _ct: &ContentType,
         error: Option<&Error>,
         trailers: HeaderMap,
     ) -> http_body::Frame<Bytes> {
@@ -76,7 +77,11 @@ impl ClientRules for Grpc {
     const REQUIRES_HTTP2: bool = true;
     const CONTROL_FLAG: u8 = 0;
 
-    fn client_content_type(codec: Codec, _stream_type: StreamType, _text: bool) -> ContentType {
+    fn client_content_type(
+        codec: CodecHandle,
+        _stream_type: StreamType,
+        _text: bool,
+    ) -> ContentType {
         ContentType {
             protocol: super::Protocol::Grpc,
             codec,
@@ -84,13 +89,13 @@ impl ClientRules for Grpc {
         }
     }
 
-    fn request_headers(_ct: ContentType, h: &mut HeaderMap, head: &ClientHead) {
+    fn request_headers(_ct: &ContentType, h: &mut HeaderMap, head: &ClientHead) {
         h.insert(http::header::TE, HeaderValue::from_static("trailers"));
         request_headers(h, head);
     }
 
-    fn response_content_type_ok(ct: ContentType, base: &str) -> bool {
-        super::content_type_matches(base, "grpc", ct.codec, true)
+    fn response_content_type_ok(ct: &ContentType, base: &str) -> bool {
+        super::content_type_matches(base, "grpc", &ct.codec, true)
     }
 
     fn header_status(headers: &HeaderMap) -> Option<Result<HeaderMap, Error>> {
@@ -151,7 +156,7 @@ pub(crate) fn request_headers(h: &mut HeaderMap, head: &ClientHead) {
 /// Server: an error before any message. Trailers-only (the status in the headers, an empty
 /// body) unless the error carries headers: then those, and the status in `status_body`.
 pub(crate) fn immediate_error(
-    ct: ContentType,
+    ct: &ContentType,
     err: &Error,
     status_body: impl FnOnce(HeaderMap) -> Body,
 ) -> http::Response<Body> {
@@ -338,17 +343,17 @@ mod tests {
     fn trailers_only_unless_the_error_has_headers() {
         let ct = ContentType {
             protocol: super::super::Protocol::Grpc,
-            codec: Codec::Proto,
+            codec: CodecHandle::Proto,
             variant: false,
         };
         let err = Error::new(Code::NotFound, "gone");
-        let res = Grpc::immediate_error(ct, &err);
+        let res = Grpc::immediate_error(&ct, &err);
         assert_eq!(res.headers()[GRPC_STATUS], "5");
         assert!(http_body::Body::is_end_stream(res.body()));
         let mut err = err;
         err.headers_mut()
             .insert("x-h", HeaderValue::from_static("1"));
-        let res = Grpc::immediate_error(ct, &err);
+        let res = Grpc::immediate_error(&ct, &err);
         assert!(!res.headers().contains_key(GRPC_STATUS));
         assert_eq!(res.headers()["x-h"], "1");
     }

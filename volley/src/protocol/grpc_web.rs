@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{ClientHead, ClientRules, ContentType, Protocol, RequestHead, ServerRules, Wire, grpc};
-use crate::codec::Codec;
+use crate::codec::CodecHandle;
 use crate::envelope;
 use crate::stream::{Body, full_body};
 use crate::{Error, StreamType};
@@ -27,24 +27,28 @@ use crate::{Error, StreamType};
 pub(crate) struct GrpcWeb;
 
 impl Wire for GrpcWeb {
-    fn content_type(ct: ContentType) -> &'static str {
-        match (ct.variant, ct.codec) {
-            (true, Codec::Proto) => "application/grpc-web-text+proto",
-            (true, Codec::Json) => "application/grpc-web-text+json",
-            (false, Codec::Proto) => "application/grpc-web+proto",
-            (false, Codec::Json) => "application/grpc-web+json",
+    fn content_type(ct: &ContentType) -> HeaderValue {
+        match (ct.variant, &ct.codec) {
+            (true, CodecHandle::Proto) => {
+                HeaderValue::from_static("application/grpc-web-text+proto")
+            }
+            (true, CodecHandle::Json) => HeaderValue::from_static("application/grpc-web-text+json"),
+            (false, CodecHandle::Proto) => HeaderValue::from_static("application/grpc-web+proto"),
+            (false, CodecHandle::Json) => HeaderValue::from_static("application/grpc-web+json"),
+            (true, CodecHandle::Custom(c)) => super::named_content_type("grpc-web-text+", c.name()),
+            (false, CodecHandle::Custom(c)) => super::named_content_type("grpc-web+", c.name()),
         }
     }
 
-    fn encoding_headers(_ct: ContentType) -> (http::HeaderName, http::HeaderName) {
+    fn encoding_headers(_ct: &ContentType) -> (http::HeaderName, http::HeaderName) {
         grpc::ENCODING_HEADERS
     }
 
-    fn is_text(ct: ContentType) -> bool {
+    fn is_text(ct: &ContentType) -> bool {
         ct.variant
     }
 
-    fn body_chunk(ct: ContentType, framed: Bytes) -> Bytes {
+    fn body_chunk(ct: &ContentType, framed: Bytes) -> Bytes {
         if ct.variant {
             encode_text(&framed)
         } else {
@@ -54,15 +58,15 @@ impl Wire for GrpcWeb {
 }
 
 impl ServerRules for GrpcWeb {
-    fn read_head(
-        _ct: ContentType,
-        headers: &HeaderMap,
+    fn read_head<'a>(
+        _ct: &ContentType,
+        headers: &'a HeaderMap,
         _require_version: bool,
-    ) -> Result<RequestHead<'_>, Error> {
+    ) -> Result<RequestHead<'a>, Error> {
         Ok(grpc::read_head(headers))
     }
 
-    fn immediate_error(ct: ContentType, err: &Error) -> http::Response<Body> {
+    fn immediate_error(ct: &ContentType, err: &Error) -> http::Response<Body> {
         grpc::immediate_error(ct, err, |status| {
             full_body(Self::body_chunk(ct, trailers_frame(&status)))
         })
@@ -70,7 +74,7 @@ impl ServerRules for GrpcWeb {
 
     /// The status and trailers as the body's last frame.
     fn end_of_stream(
-        ct: ContentType,
+        ct: &ContentType,
         error: Option<&Error>,
         trailers: HeaderMap,
     ) -> http_body::Frame<Bytes> {
@@ -82,7 +86,11 @@ impl ServerRules for GrpcWeb {
 impl ClientRules for GrpcWeb {
     const CONTROL_FLAG: u8 = envelope::FLAG_TRAILERS;
 
-    fn client_content_type(codec: Codec, _stream_type: StreamType, text: bool) -> ContentType {
+    fn client_content_type(
+        codec: CodecHandle,
+        _stream_type: StreamType,
+        text: bool,
+    ) -> ContentType {
         ContentType {
             protocol: Protocol::GrpcWeb,
             codec,
@@ -90,18 +98,18 @@ impl ClientRules for GrpcWeb {
         }
     }
 
-    fn request_headers(_ct: ContentType, h: &mut HeaderMap, head: &ClientHead) {
+    fn request_headers(_ct: &ContentType, h: &mut HeaderMap, head: &ClientHead) {
         h.insert("x-grpc-web", HeaderValue::from_static("1"));
         grpc::request_headers(h, head);
     }
 
-    fn response_content_type_ok(ct: ContentType, base: &str) -> bool {
+    fn response_content_type_ok(ct: &ContentType, base: &str) -> bool {
         let prefix = if ct.variant {
             "grpc-web-text"
         } else {
             "grpc-web"
         };
-        super::content_type_matches(base, prefix, ct.codec, true)
+        super::content_type_matches(base, prefix, &ct.codec, true)
     }
 
     fn header_status(headers: &HeaderMap) -> Option<Result<HeaderMap, Error>> {
@@ -184,8 +192,9 @@ mod tests {
 
     #[test]
     fn text_content_types_and_chunks() {
-        let text = GrpcWeb::client_content_type(Codec::Json, StreamType::Unary, true);
-        let binary = GrpcWeb::client_content_type(Codec::Proto, StreamType::BidiStream, false);
+        let text = &GrpcWeb::client_content_type(CodecHandle::Json, StreamType::Unary, true);
+        let binary =
+            &GrpcWeb::client_content_type(CodecHandle::Proto, StreamType::BidiStream, false);
         assert_eq!(
             GrpcWeb::content_type(text),
             "application/grpc-web-text+json"
@@ -216,7 +225,7 @@ mod tests {
     fn trailers_frame_carries_the_status() {
         let err = Error::new(crate::Code::Unavailable, "later");
         let frame = GrpcWeb::end_of_stream(
-            GrpcWeb::client_content_type(Codec::Proto, StreamType::Unary, false),
+            &GrpcWeb::client_content_type(CodecHandle::Proto, StreamType::Unary, false),
             Some(&err),
             HeaderMap::new(),
         );

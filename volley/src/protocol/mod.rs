@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 
-use crate::codec::Codec;
+use crate::codec::{CodecHandle, Codecs};
 use crate::handler::CallOutput;
 use crate::respond::Call;
 use crate::stream::Body;
@@ -46,16 +46,16 @@ impl Protocol {
 }
 
 /// What a request's content type says: protocol, codec, and the variant within the protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ContentType {
     pub(crate) protocol: Protocol,
-    pub(crate) codec: Codec,
+    pub(crate) codec: CodecHandle,
     /// Connect: an un-enveloped unary body. gRPC-Web: the base64 text variant.
     pub(crate) variant: bool,
 }
 
 /// Outcome of reading a content type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Classified {
     Known(ContentType),
     /// A recognised protocol with a codec we do not have.
@@ -64,8 +64,9 @@ pub(crate) enum Classified {
     Unknown,
 }
 
-/// Classifies a request content type (parameters such as `charset` are ignored).
-pub(crate) fn classify(content_type: &str) -> Classified {
+/// Classifies a request content type (parameters such as `charset` are ignored) against the
+/// accepted `codecs`.
+pub(crate) fn classify(content_type: &str, codecs: &Codecs) -> Classified {
     let base = content_type.split(';').next().unwrap_or("").trim();
     // Content types are case-insensitive; nearly every peer sends lowercase, so only an
     // uppercase one pays for a lowered copy.
@@ -84,7 +85,7 @@ pub(crate) fn classify(content_type: &str) -> Classified {
     } else if let Some(sub) = rest.strip_prefix("grpc") {
         (Protocol::Grpc, false, sub)
     } else if let Some(sub) = rest.strip_prefix("connect+") {
-        return match Codec::from_name(sub) {
+        return match codecs.get(sub) {
             Some(codec) => Classified::Known(ContentType {
                 protocol: Protocol::Connect,
                 codec,
@@ -93,7 +94,7 @@ pub(crate) fn classify(content_type: &str) -> Classified {
             None => Classified::UnknownCodec(Protocol::Connect),
         };
     } else {
-        return match Codec::from_name(rest) {
+        return match codecs.get(rest) {
             Some(codec) => Classified::Known(ContentType {
                 protocol: Protocol::Connect,
                 codec,
@@ -103,8 +104,8 @@ pub(crate) fn classify(content_type: &str) -> Classified {
         };
     };
     let codec = match sub {
-        "" => Some(Codec::Proto),
-        s => s.strip_prefix('+').and_then(Codec::from_name),
+        "" => Some(CodecHandle::Proto),
+        s => s.strip_prefix('+').and_then(|name| codecs.get(name)),
     };
     match codec {
         Some(codec) => Classified::Known(ContentType {
@@ -131,7 +132,29 @@ impl Classified {
 
 /// The `accept-post` value of a 415 response: every content type a procedure of this stream
 /// type accepts.
-pub(crate) fn accept_post(stream_type: StreamType) -> &'static str {
+pub(crate) fn accept_post(stream_type: StreamType, codecs: &Codecs) -> HeaderValue {
+    if codecs.is_default() {
+        return HeaderValue::from_static(default_accept_post(stream_type));
+    }
+    let unary = stream_type == StreamType::Unary;
+    let mut out = String::new();
+    for name in codecs.names() {
+        if unary {
+            out.push_str(&format!("application/{name}, "));
+        } else {
+            out.push_str(&format!("application/connect+{name}, "));
+        }
+        out.push_str(&format!(
+            "application/grpc+{name}, application/grpc-web+{name}, "
+        ));
+    }
+    out.push_str("application/grpc, application/grpc-web, application/grpc-web-text");
+    HeaderValue::from_str(&out)
+        .unwrap_or_else(|_| HeaderValue::from_static(default_accept_post(stream_type)))
+}
+
+/// [`accept_post`] for the built-in codecs alone.
+fn default_accept_post(stream_type: StreamType) -> &'static str {
     if stream_type == StreamType::Unary {
         "application/proto, application/json, application/grpc, application/grpc+proto, application/grpc+json, application/grpc-web, application/grpc-web+proto, application/grpc-web+json, application/grpc-web-text"
     } else {
@@ -160,19 +183,19 @@ pub(crate) struct ClientHead {
 /// The rules both halves of a protocol share.
 pub(crate) trait Wire {
     /// The content type a request carries, and its response.
-    fn content_type(ct: ContentType) -> &'static str;
+    fn content_type(ct: &ContentType) -> HeaderValue;
     /// The headers naming the message encoding and the accepted encodings, in that order.
-    fn encoding_headers(ct: ContentType) -> (http::HeaderName, http::HeaderName);
+    fn encoding_headers(ct: &ContentType) -> (http::HeaderName, http::HeaderName);
     /// Whether the body is one un-enveloped message (Connect unary).
-    fn is_unenveloped(_ct: ContentType) -> bool {
+    fn is_unenveloped(_ct: &ContentType) -> bool {
         false
     }
     /// Whether the body is base64 text (gRPC-Web text).
-    fn is_text(_ct: ContentType) -> bool {
+    fn is_text(_ct: &ContentType) -> bool {
         false
     }
     /// A chunk of enveloped body as it goes on the wire.
-    fn body_chunk(_ct: ContentType, framed: Bytes) -> Bytes {
+    fn body_chunk(_ct: &ContentType, framed: Bytes) -> Bytes {
         framed
     }
 }
@@ -180,28 +203,28 @@ pub(crate) trait Wire {
 /// The server half: reading a request head, writing responses, errors and the end of stream.
 pub(crate) trait ServerRules: Wire {
     /// Whether a procedure of `stream_type` takes this content type.
-    fn accepts(_ct: ContentType, _stream_type: StreamType) -> bool {
+    fn accepts(_ct: &ContentType, _stream_type: StreamType) -> bool {
         true
     }
     /// Reads the protocol's request headers: version, encodings, timeout.
-    fn read_head(
-        ct: ContentType,
-        headers: &HeaderMap,
+    fn read_head<'a>(
+        ct: &ContentType,
+        headers: &'a HeaderMap,
         require_version: bool,
-    ) -> Result<RequestHead<'_>, Error>;
+    ) -> Result<RequestHead<'a>, Error>;
     /// Writes a handler's result (by default as an enveloped response).
     fn respond(call: Call, result: Result<CallOutput, Error>) -> http::Response<Body> {
         crate::respond::enveloped(call, result)
     }
     /// An error before any message.
-    fn immediate_error(ct: ContentType, err: &Error) -> http::Response<Body>;
+    fn immediate_error(ct: &ContentType, err: &Error) -> http::Response<Body>;
     /// The answer for an unknown procedure.
-    fn not_found(ct: ContentType, err: &Error) -> http::Response<Body> {
+    fn not_found(ct: &ContentType, err: &Error) -> http::Response<Body> {
         Self::immediate_error(ct, err)
     }
     /// The last body frame (or HTTP trailers) of an enveloped response.
     fn end_of_stream(
-        ct: ContentType,
+        ct: &ContentType,
         error: Option<&Error>,
         trailers: HeaderMap,
     ) -> http_body::Frame<Bytes>;
@@ -216,11 +239,11 @@ pub(crate) trait ClientRules: Wire {
     /// The envelope flag of the final control frame, 0 when the protocol has none.
     const CONTROL_FLAG: u8;
     /// The content type of a call.
-    fn client_content_type(codec: Codec, stream_type: StreamType, text: bool) -> ContentType;
+    fn client_content_type(codec: CodecHandle, stream_type: StreamType, text: bool) -> ContentType;
     /// Adds the protocol's request headers.
-    fn request_headers(ct: ContentType, h: &mut HeaderMap, head: &ClientHead);
+    fn request_headers(ct: &ContentType, h: &mut HeaderMap, head: &ClientHead);
     /// Whether a response's content type (without parameters, lowercase) answers `ct`.
-    fn response_content_type_ok(ct: ContentType, base: &str) -> bool;
+    fn response_content_type_ok(ct: &ContentType, base: &str) -> bool;
     /// A status carried in the response headers (a gRPC trailers-only response).
     fn header_status(_headers: &HeaderMap) -> Option<Result<HeaderMap, Error>> {
         None
@@ -270,7 +293,7 @@ impl Protocol {
     pub(crate) fn fallback(self) -> ContentType {
         ContentType {
             protocol: self,
-            codec: Codec::Proto,
+            codec: CodecHandle::Proto,
             variant: self == Protocol::Connect,
         }
     }
@@ -287,7 +310,7 @@ impl ContentType {
     /// The content type of a client call; `text` asks for gRPC-Web text (ignored otherwise).
     pub(crate) fn for_client(
         protocol: Protocol,
-        codec: Codec,
+        codec: CodecHandle,
         stream_type: StreamType,
         text: bool,
     ) -> Self {
@@ -295,41 +318,41 @@ impl ContentType {
     }
 
     /// The `content-type` value of a request and of its response.
-    pub(crate) fn header_value(self) -> HeaderValue {
-        HeaderValue::from_static(rules!(self.protocol, P => P::content_type(self)))
+    pub(crate) fn header_value(&self) -> HeaderValue {
+        rules!(self.protocol, P => P::content_type(self))
     }
 
     /// The headers naming the message encoding and the accepted encodings.
-    pub(crate) fn encoding_headers(self) -> (http::HeaderName, http::HeaderName) {
+    pub(crate) fn encoding_headers(&self) -> (http::HeaderName, http::HeaderName) {
         rules!(self.protocol, P => P::encoding_headers(self))
     }
 
     /// Whether the body is one un-enveloped message (Connect unary).
-    pub(crate) fn is_unenveloped(self) -> bool {
+    pub(crate) fn is_unenveloped(&self) -> bool {
         rules!(self.protocol, P => P::is_unenveloped(self))
     }
 
     /// Whether the body is base64 text.
-    pub(crate) fn is_text(self) -> bool {
+    pub(crate) fn is_text(&self) -> bool {
         rules!(self.protocol, P => P::is_text(self))
     }
 
     /// A chunk of enveloped body as it goes on the wire.
-    pub(crate) fn body_chunk(self, framed: Bytes) -> Bytes {
+    pub(crate) fn body_chunk(&self, framed: Bytes) -> Bytes {
         rules!(self.protocol, P => P::body_chunk(self, framed))
     }
 
     /// See [`ServerRules::accepts`].
-    pub(crate) fn accepts(self, stream_type: StreamType) -> bool {
+    pub(crate) fn accepts(&self, stream_type: StreamType) -> bool {
         rules!(self.protocol, P => P::accepts(self, stream_type))
     }
 
     /// See [`ServerRules::read_head`].
-    pub(crate) fn read_head(
-        self,
-        headers: &HeaderMap,
+    pub(crate) fn read_head<'a>(
+        &self,
+        headers: &'a HeaderMap,
         require_version: bool,
-    ) -> Result<RequestHead<'_>, Error> {
+    ) -> Result<RequestHead<'a>, Error> {
         rules!(self.protocol, P => P::read_head(self, headers, require_version))
     }
 
@@ -339,18 +362,18 @@ impl ContentType {
     }
 
     /// See [`ServerRules::immediate_error`].
-    pub(crate) fn immediate_error(self, err: &Error) -> http::Response<Body> {
+    pub(crate) fn immediate_error(&self, err: &Error) -> http::Response<Body> {
         rules!(self.protocol, P => P::immediate_error(self, err))
     }
 
     /// See [`ServerRules::not_found`].
-    pub(crate) fn not_found(self, err: &Error) -> http::Response<Body> {
+    pub(crate) fn not_found(&self, err: &Error) -> http::Response<Body> {
         rules!(self.protocol, P => P::not_found(self, err))
     }
 
     /// See [`ServerRules::end_of_stream`].
     pub(crate) fn end_of_stream(
-        self,
+        &self,
         error: Option<&Error>,
         trailers: HeaderMap,
     ) -> http_body::Frame<Bytes> {
@@ -358,33 +381,33 @@ impl ContentType {
     }
 
     /// See [`ClientRules::request_headers`].
-    pub(crate) fn request_headers(self, h: &mut HeaderMap, head: &ClientHead) {
+    pub(crate) fn request_headers(&self, h: &mut HeaderMap, head: &ClientHead) {
         rules!(self.protocol, P => P::request_headers(self, h, head))
     }
 
     /// See [`ClientRules::response_content_type_ok`].
-    pub(crate) fn response_content_type_ok(self, base: &str) -> bool {
+    pub(crate) fn response_content_type_ok(&self, base: &str) -> bool {
         rules!(self.protocol, P => P::response_content_type_ok(self, base))
     }
 
     /// See [`ClientRules::header_status`].
-    pub(crate) fn header_status(self, headers: &HeaderMap) -> Option<Result<HeaderMap, Error>> {
+    pub(crate) fn header_status(&self, headers: &HeaderMap) -> Option<Result<HeaderMap, Error>> {
         rules!(self.protocol, P => P::header_status(headers))
     }
 
     /// See [`ClientRules::CONTROL_FLAG`].
-    pub(crate) fn control_flag(self) -> u8 {
+    pub(crate) fn control_flag(&self) -> u8 {
         rules!(self.protocol, P => P::CONTROL_FLAG)
     }
 
     /// See [`ClientRules::parse_control`].
-    pub(crate) fn parse_control(self, block: &[u8]) -> Result<HeaderMap, Error> {
+    pub(crate) fn parse_control(&self, block: &[u8]) -> Result<HeaderMap, Error> {
         rules!(self.protocol, P => P::parse_control(block))
     }
 
     /// See [`ClientRules::end_without_control`].
     pub(crate) fn end_without_control(
-        self,
+        &self,
         http_trailers: Option<HeaderMap>,
         header_status: Option<Result<HeaderMap, Error>>,
         seen_message: bool,
@@ -393,12 +416,19 @@ impl ContentType {
     }
 }
 
+/// `application/{prefix}{name}` for a registered codec's name (a checked token, so the value
+/// is always valid).
+pub(crate) fn named_content_type(prefix: &str, name: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("application/{prefix}{name}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
+}
+
 /// Whether `base` is `application/{prefix}+{codec}`, or the bare `application/{prefix}` that
 /// stands for proto in the gRPC family.
 pub(crate) fn content_type_matches(
     base: &str,
     prefix: &str,
-    codec: Codec,
+    codec: &CodecHandle,
     bare_is_proto: bool,
 ) -> bool {
     let Some(rest) = base
@@ -409,16 +439,69 @@ pub(crate) fn content_type_matches(
     };
     match rest.strip_prefix('+') {
         Some(name) => name == codec.name(),
-        None => rest.is_empty() && bare_is_proto && codec == Codec::Proto,
+        None => rest.is_empty() && bare_is_proto && codec.is_proto(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::{DEFAULT_CODECS, JsonCodec};
+
+    /// JSON under another name.
+    struct Other;
+
+    impl crate::Codec for Other {
+        fn name(&self) -> &str {
+            "x-other"
+        }
+        fn encode(
+            &self,
+            message: crate::codec::MessageRef<'_>,
+            buf: &mut bytes::BytesMut,
+        ) -> Result<(), Error> {
+            JsonCodec.encode(message, buf)
+        }
+        fn decode(&self, bytes: Bytes, slot: crate::codec::MessageSlot<'_>) -> Result<(), Error> {
+            JsonCodec.decode(bytes, slot)
+        }
+    }
+
+    #[test]
+    fn registered_codecs_are_classified_in_every_protocol() {
+        let mut codecs = Codecs::default();
+        codecs.register(Other);
+        for (s, protocol, variant) in [
+            ("application/x-other", Protocol::Connect, true),
+            ("application/connect+x-other", Protocol::Connect, false),
+            ("application/grpc+x-other", Protocol::Grpc, false),
+            ("application/grpc-web+x-other", Protocol::GrpcWeb, false),
+            ("application/grpc-web-text+x-other", Protocol::GrpcWeb, true),
+        ] {
+            let Classified::Known(ct) = classify(s, &codecs) else {
+                panic!("{s}");
+            };
+            assert_eq!(
+                (ct.protocol, ct.variant, ct.codec.name()),
+                (protocol, variant, "x-other")
+            );
+            assert_eq!(ct.header_value(), s);
+            assert!(ct.response_content_type_ok(s));
+        }
+        assert_eq!(
+            classify("application/grpc+x-other", &DEFAULT_CODECS),
+            Classified::UnknownCodec(Protocol::Grpc)
+        );
+        let post = accept_post(StreamType::Unary, &codecs);
+        assert!(post.to_str().unwrap().contains("application/grpc+x-other"));
+        assert_eq!(
+            accept_post(StreamType::Unary, &DEFAULT_CODECS),
+            default_accept_post(StreamType::Unary)
+        );
+    }
 
     fn known(s: &str) -> ContentType {
-        match classify(s) {
+        match classify(s, &DEFAULT_CODECS) {
             Classified::Known(ct) => ct,
             other => panic!("{s}: {other:?}"),
         }
@@ -429,37 +512,37 @@ mod tests {
         assert!(content_type_matches(
             "application/grpc",
             "grpc",
-            Codec::Proto,
+            &CodecHandle::Proto,
             true
         ));
         assert!(!content_type_matches(
             "application/grpc",
             "grpc",
-            Codec::Json,
+            &CodecHandle::Json,
             true
         ));
         assert!(content_type_matches(
             "application/grpc+json",
             "grpc",
-            Codec::Json,
+            &CodecHandle::Json,
             true
         ));
         assert!(!content_type_matches(
             "application/grpc-web+proto",
             "grpc",
-            Codec::Proto,
+            &CodecHandle::Proto,
             true
         ));
         assert!(!content_type_matches(
             "application/connect",
             "connect",
-            Codec::Proto,
+            &CodecHandle::Proto,
             false
         ));
         assert!(content_type_matches(
             "application/connect+proto",
             "connect",
-            Codec::Proto,
+            &CodecHandle::Proto,
             false
         ));
     }
@@ -489,22 +572,28 @@ mod tests {
     #[test]
     fn classifies_every_protocol() {
         assert_eq!(known("application/grpc").protocol, Protocol::Grpc);
-        assert_eq!(known("application/grpc+json").codec, Codec::Json);
+        assert_eq!(known("application/grpc+json").codec, CodecHandle::Json);
         assert!(known("application/grpc-web-text+proto").variant);
         assert_eq!(known("application/grpc-web").protocol, Protocol::GrpcWeb);
         assert!(!known("application/connect+json").variant);
         assert!(known("application/json; charset=utf-8").variant);
-        assert_eq!(known("Application/Proto").codec, Codec::Proto);
+        assert_eq!(known("Application/Proto").codec, CodecHandle::Proto);
         assert_eq!(
-            classify("application/grpc+cbor"),
+            classify("application/grpc+cbor", &DEFAULT_CODECS),
             Classified::UnknownCodec(Protocol::Grpc)
         );
         assert_eq!(
-            classify("application/connect+xml"),
+            classify("application/connect+xml", &DEFAULT_CODECS),
             Classified::UnknownCodec(Protocol::Connect)
         );
-        assert_eq!(classify("text/html"), Classified::Unknown);
-        assert_eq!(classify("application/xml"), Classified::Unknown);
-        assert_eq!(classify("application/grpcfoo"), Classified::Unknown);
+        assert_eq!(classify("text/html", &DEFAULT_CODECS), Classified::Unknown);
+        assert_eq!(
+            classify("application/xml", &DEFAULT_CODECS),
+            Classified::Unknown
+        );
+        assert_eq!(
+            classify("application/grpcfoo", &DEFAULT_CODECS),
+            Classified::Unknown
+        );
     }
 }

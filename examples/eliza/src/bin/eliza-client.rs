@@ -13,7 +13,7 @@ use eliza::proto::connectrpc::eliza::v1::{
     ConverseRequest, ElizaServiceClient, IntroduceRequest, SayRequest,
 };
 use tokio::io::AsyncBufReadExt as _;
-use volley::{Client, ClientConfig, Codec, Protocol};
+use volley::{Client, ClientConfig, JsonCodec, Protocol};
 
 /// Call the Eliza demo server.
 #[derive(Debug, Parser)]
@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("bad --url {}", args.url))?
         .protocol(protocol);
     if args.json {
-        config = config.codec(Codec::Json);
+        config = config.codec(JsonCodec);
     }
     let client = ElizaServiceClient::new(Client::new(config)?);
 
