@@ -29,6 +29,12 @@
 //! depends on `volley`, `buffa`, `serde` (the JSON impls derive it) and, when
 //! the protos use well-known types, `buffa-types` (they resolve to
 //! `::buffa_types::google::protobuf`).
+//!
+//! With the `prost` feature, [`Config::message_library`]`(`[`MessageLibrary::Prost`]`)`
+//! generates prost messages instead (prost-build, JSON by pbjson-build, well-known types from
+//! `pbjson-types`) with the same services, in the same layout; the default stays buffa. See
+//! that method for what the including crate then depends on, and the crate README for the
+//! JSON gaps of pbjson.
 
 use std::path::{Path, PathBuf};
 
