@@ -219,7 +219,7 @@ macro_rules! family {
             use $pb as types;
             impl FromAny for types::UnimplementedRequest {
                 fn from_any(any: &buffa_types::google::protobuf::Any) -> anyhow::Result<Self> {
-                    ($from_any)(any)
+                    ($from_any)(any, "connectrpc.conformance.v1.UnimplementedRequest")
                 }
             }
             impl Payload for types::UnimplementedResponse {
@@ -249,7 +249,7 @@ macro_rules! family {
             $(
                 impl FromAny for types::$request {
                     fn from_any(any: &buffa_types::google::protobuf::Any) -> anyhow::Result<Self> {
-                        ($from_any)(any)
+                        ($from_any)(any, concat!("connectrpc.conformance.v1.", stringify!($request)))
                     }
                 }
                 impl Payload for types::$response {
@@ -268,7 +268,7 @@ struct Buffa;
 family!(
     Buffa,
     conformance::pb,
-    from_any,
+    |any, _name: &str| from_any(any),
     |payload: buffa::MessageField<pb::ConformancePayload, _>| payload
         .into_option()
         .unwrap_or_default(),
@@ -284,7 +284,13 @@ struct Prost;
 family!(
     Prost,
     conformance::prost_pb,
-    |any: &buffa_types::google::protobuf::Any| -> anyhow::Result<_> {
+    |any: &buffa_types::google::protobuf::Any, name: &str| -> anyhow::Result<_> {
+        let got = any.type_url.rsplit('/').next().unwrap_or_default();
+        anyhow::ensure!(
+            got == name,
+            "expected a {name} message, got {:?}",
+            any.type_url
+        );
         Ok(prost::Message::decode(&any.value[..])?)
     },
     |payload: Option<conformance::prost_pb::ConformancePayload>| {
