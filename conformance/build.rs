@@ -16,5 +16,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .includes([root])
         .compile()?;
+    if std::env::var_os("CARGO_FEATURE_PROST").is_some() {
+        // The service's protos again, as prost messages, for the prost programs. `Any` is this
+        // crate's (canonical JSON needs the packed type; pbjson-types' Any is not canonical).
+        let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").ok_or("no OUT_DIR")?);
+        volley_build::Config::new()
+            .message_library(volley_build::MessageLibrary::Prost)
+            .extern_path(".google.protobuf.Any", "crate::prost_any::Any")
+            .files(["service", "config"].map(|name| format!("{dir}/{name}.proto")))
+            .includes([root])
+            .out_dir(out.join("prost"))
+            .compile()?;
+    }
     Ok(())
 }

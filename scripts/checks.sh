@@ -17,7 +17,7 @@ ROOT=$(pwd)
 export CARGO_TERM_COLOR=never
 
 # Packages whose features must hold on their own (the binaries a user runs).
-ALONE_PACKAGES=(eliza middleware no-protoc buf-generate quickstart tower-layers unix-socket balancing stream-auth gateway conformance)
+ALONE_PACKAGES=(eliza middleware no-protoc buf-generate quickstart tower-layers unix-socket balancing stream-auth gateway prost-example conformance)
 # The crates published to crates.io.
 PUBLISHED=(volley-rpc volley-rpc-codegen volley-rpc-build volley-rpc-health volley-rpc-reflection volley-rpc-otel volley-rpc-dynamic)
 

@@ -46,6 +46,7 @@ step "benchmark binaries build (not run)" cargo build -p volley-benches --benche
 step "unit, property and black-box tests" cargo test --workspace
 step "doc tests" cargo test --workspace --doc
 step "conformance programs with view handlers" cargo test -p conformance --features views
+step "conformance programs over prost messages" cargo test -p conformance --features prost
 step "docs build without warnings" scripts/checks.sh docs
 step "each example on its own features" scripts/checks.sh examples
 step "each runtime feature alone (cargo hack)" scripts/checks.sh features

@@ -16,6 +16,20 @@ pub mod proto {
 /// The `connectrpc.conformance.v1` package.
 pub use proto::connectrpc::conformance::v1 as pb;
 
+/// The conformance service's protos as prost messages (`volley-build` with
+/// `MessageLibrary::Prost`), for the prost build of the programs.
+#[cfg(feature = "prost")]
+pub mod prost_proto {
+    include!(concat!(env!("OUT_DIR"), "/prost/_volley.rs"));
+}
+
+/// The `connectrpc.conformance.v1` package as prost messages.
+#[cfg(feature = "prost")]
+pub use prost_proto::connectrpc::conformance::v1 as prost_pb;
+
+#[cfg(feature = "prost")]
+pub mod prost_any;
+
 /// The largest message accepted on stdin (the runner's own limit is 16 MiB).
 const MAX_FRAME: usize = 64 * 1024 * 1024;
 
@@ -64,16 +78,44 @@ pub async fn write_delimited(
     writer.flush().await
 }
 
-/// HTTP headers as conformance `Header`s: one entry per name, values in order.
-pub fn headers_to_proto(map: &HeaderMap) -> Vec<pb::Header> {
+/// HTTP headers as `(name, values)` pairs: one entry per name, values in order.
+pub fn header_pairs(map: &HeaderMap) -> Vec<(String, Vec<String>)> {
     map.keys()
-        .map(|name| pb::Header {
-            name: name.as_str().to_string(),
-            value: map
+        .map(|name| {
+            let values = map
                 .get_all(name)
                 .iter()
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                .collect(),
+                .collect();
+            (name.as_str().to_string(), values)
+        })
+        .collect()
+}
+
+/// Appends `(name, values)` pairs to an HTTP header map; invalid names or values are skipped.
+pub fn append_header_pairs<'a>(
+    headers: impl IntoIterator<Item = (&'a String, &'a Vec<String>)>,
+    map: &mut HeaderMap,
+) {
+    for (name, values) in headers {
+        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+            continue;
+        };
+        for value in values {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                map.append(name.clone(), value);
+            }
+        }
+    }
+}
+
+/// HTTP headers as conformance `Header`s: one entry per name, values in order.
+pub fn headers_to_proto(map: &HeaderMap) -> Vec<pb::Header> {
+    header_pairs(map)
+        .into_iter()
+        .map(|(name, value)| pb::Header {
+            name,
+            value,
             ..Default::default()
         })
         .collect()
@@ -81,16 +123,57 @@ pub fn headers_to_proto(map: &HeaderMap) -> Vec<pb::Header> {
 
 /// Appends conformance `Header`s to an HTTP header map; invalid names or values are skipped.
 pub fn append_proto_headers(headers: &[pb::Header], map: &mut HeaderMap) {
-    for header in headers {
-        let Ok(name) = HeaderName::from_bytes(header.name.as_bytes()) else {
-            continue;
-        };
-        for value in &header.value {
-            if let Ok(value) = HeaderValue::from_str(value) {
-                map.append(name.clone(), value);
-            }
+    append_header_pairs(headers.iter().map(|h| (&h.name, &h.value)), map);
+}
+
+/// Parses a query string like Go's `url.ParseQuery`: one entry per name, values in order.
+pub fn parse_query_pairs(query: &str) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let (name, value) = (unescape(name), unescape(value));
+        match out.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, values)) => values.push(value),
+            None => out.push((name, vec![value])),
         }
     }
+    out
+}
+
+/// Percent-decodes a query component (`+` is a space).
+fn unescape(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A self-signed certificate and key (PEM) for localhost, for when the runner provides none.
+pub fn self_signed() -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])?;
+    Ok((
+        key.cert.pem().into_bytes(),
+        key.signing_key.serialize_pem().into_bytes(),
+    ))
 }
 
 /// A conformance `Code` as Volley's (the numbers are gRPC's); unknown values map to `unknown`.

@@ -32,7 +32,15 @@ fn read_delimited<M: buffa::Message>(reader: &mut impl std::io::Read) -> Option<
 
 /// Starts the server; returns it with its host, port and certificate.
 fn start_server(request: pb::ServerCompatRequest) -> (Killed, pb::ServerCompatResponse) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_volley-conformance-server"))
+    start_server_program(env!("CARGO_BIN_EXE_volley-conformance-server"), request)
+}
+
+/// Starts the server program `program`; returns it with its host, port and certificate.
+fn start_server_program(
+    program: &str,
+    request: pb::ServerCompatRequest,
+) -> (Killed, pb::ServerCompatResponse) {
+    let mut child = Command::new(program)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -47,7 +55,15 @@ fn start_server(request: pb::ServerCompatRequest) -> (Killed, pb::ServerCompatRe
 
 /// Runs the client over `requests`; returns the results by test name.
 fn run_client(requests: &[pb::ClientCompatRequest]) -> HashMap<String, Outcome> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_volley-conformance-client"))
+    run_client_program(env!("CARGO_BIN_EXE_volley-conformance-client"), requests)
+}
+
+/// Runs the client program `program` over `requests`; returns the results by test name.
+fn run_client_program(
+    program: &str,
+    requests: &[pb::ClientCompatRequest],
+) -> HashMap<String, Outcome> {
+    let mut child = Command::new(program)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -438,6 +454,61 @@ fn every_protocol_through_both_programs() {
     assert_eq!(results.len(), requests.len());
     for setup in SETUPS {
         check(setup, &results);
+    }
+}
+
+/// The prost programs against each other and against the buffa ones: every case of
+/// `every_protocol_through_both_programs`, binary and JSON (the gRPC-Web setup speaks JSON, so
+/// the `Any`s in request info cross the wire in canonical JSON both ways).
+#[cfg(feature = "prost")]
+#[test]
+fn prost_programs_through_every_protocol() {
+    let servers = [
+        (
+            "prost server",
+            env!("CARGO_BIN_EXE_volley-conformance-server-prost"),
+        ),
+        (
+            "buffa server",
+            env!("CARGO_BIN_EXE_volley-conformance-server"),
+        ),
+    ];
+    let clients = [
+        (
+            "prost client",
+            env!("CARGO_BIN_EXE_volley-conformance-client-prost"),
+        ),
+        (
+            "buffa client",
+            env!("CARGO_BIN_EXE_volley-conformance-client"),
+        ),
+    ];
+    for (server_name, server_program) in servers {
+        for (client_name, client_program) in clients {
+            if server_name == "buffa server" && client_name == "buffa client" {
+                continue; // every_protocol_through_both_programs
+            }
+            eprintln!("{server_name} with {client_name}");
+            let (_server, server) = start_server_program(
+                server_program,
+                pb::ServerCompatRequest {
+                    protocol: pb::Protocol::PROTOCOL_CONNECT.into(),
+                    http_version: pb::HTTPVersion::HTTP_VERSION_2.into(),
+                    message_receive_limit: 200 * 1024,
+                    ..Default::default()
+                },
+            );
+            let requests: Vec<_> = SETUPS.iter().flat_map(|s| cases(*s, &server)).collect();
+            let results = run_client_program(client_program, &requests);
+            assert_eq!(
+                results.len(),
+                requests.len(),
+                "{server_name} with {client_name}"
+            );
+            for setup in SETUPS {
+                check(setup, &results);
+            }
+        }
     }
 }
 

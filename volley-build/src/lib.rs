@@ -29,13 +29,23 @@
 //! depends on `volley`, `buffa`, `serde` (the JSON impls derive it) and, when
 //! the protos use well-known types, `buffa-types` (they resolve to
 //! `::buffa_types::google::protobuf`).
+//!
+//! With the `prost` feature, [`Config::message_library`]`(`[`MessageLibrary::Prost`]`)`
+//! generates prost messages instead (prost-build, JSON by pbjson-build, well-known types from
+//! `pbjson-types`) with the same services, in the same layout; the default stays buffa. See
+//! that method for what the including crate then depends on, and the crate README for the
+//! JSON gaps of pbjson.
 
 use std::path::{Path, PathBuf};
 
 use buffa::Message as _;
 use buffa_codegen::generated::descriptor::FileDescriptorSet;
 use buffa_codegen::{CodeGenConfig, GeneratedFileKind, IncludeMode};
+pub use volley_codegen::MessageLibrary;
 use volley_codegen::{Gate, Options};
+
+#[cfg(feature = "prost")]
+mod prost;
 
 /// Errors from [`Config::compile`].
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +63,11 @@ pub enum BuildError {
     /// Service generation failed.
     #[error("generating services: {0}")]
     Services(#[from] volley_codegen::Error),
+    /// The configuration asks for something the message library cannot do (request views
+    /// with prost), or for a library this build of `volley-build` lacks (prost without its
+    /// `prost` feature).
+    #[error("{0}")]
+    Unsupported(String),
     /// Neither [`Config::out_dir`] nor `OUT_DIR` is set.
     #[error("OUT_DIR is not set: call compile() from a build script, or set Config::out_dir")]
     NoOutDir,
@@ -81,6 +96,8 @@ pub struct Config {
     descriptor_path: Option<PathBuf>,
     rerun_if_changed: bool,
     print_notices: bool,
+    library: MessageLibrary,
+    prost_bytes: Vec<String>,
 }
 
 impl Default for Config {
@@ -100,6 +117,8 @@ impl Default for Config {
             descriptor_path: None,
             rerun_if_changed: true,
             print_notices: false,
+            library: MessageLibrary::Buffa,
+            prost_bytes: Vec::new(),
         }
     }
 }
@@ -244,6 +263,47 @@ impl Config {
         self
     }
 
+    /// Which library generates the messages. Default: [`MessageLibrary::Buffa`].
+    ///
+    /// [`MessageLibrary::Prost`] (needs this crate's `prost` feature) generates the messages
+    /// with `prost-build` from the descriptors `protox` parsed (still no `protoc`), their
+    /// serde impls with `pbjson-build`, and the same service code (traits, registration
+    /// functions, clients) naming the prost types, in the same module layout: each package a
+    /// module holding its messages and services, all under the one include file. Every
+    /// message also implements `volley::Message` (through `volley::prost_message!`), so it
+    /// serves and calls with the binary and JSON codecs.
+    ///
+    /// The including crate then depends on `volley` with its `prost` feature, `prost`,
+    /// `pbjson`, `serde` and, when the protos use well-known types, `pbjson-types` (the
+    /// well-known types resolve to `::pbjson_types`: prost-types' structs with proto3 JSON).
+    /// [`extern_path`](Self::extern_path) applies to the prost generator, its JSON and the
+    /// service code alike; [`buffa_config`](Self::buffa_config) is ignored.
+    /// [`request_views`](Self::request_views) is an error with prost (views are buffa's).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// volley_build::Config::new()
+    ///     .message_library(volley_build::MessageLibrary::Prost)
+    ///     .files(["proto/acme/v1/acme.proto"])
+    ///     .includes(["proto"])
+    ///     .compile()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn message_library(mut self, library: MessageLibrary) -> Self {
+        self.library = library;
+        self
+    }
+
+    /// With [`MessageLibrary::Prost`]: generate the `bytes` fields selected by `paths`
+    /// (proto paths as in `prost-build`'s `bytes`: `.` for all, `.pkg.Msg.field`, ...) as
+    /// `bytes::Bytes` instead of `Vec<u8>`. Decoding a request then shares the request
+    /// buffer instead of copying those fields. Default: none (`Vec<u8>`, prost's default).
+    pub fn prost_bytes(mut self, paths: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.prost_bytes.extend(paths.into_iter().map(Into::into));
+        self
+    }
+
     /// Parses the protos and writes the generated code.
     pub fn compile(self) -> Result<(), BuildError> {
         let (out_dir, mode) = match &self.out_dir {
@@ -270,6 +330,23 @@ impl Config {
         }
         let descriptor_bytes = compiler.encode_file_descriptor_set();
         let descriptors = FileDescriptorSet::decode_from_slice(&descriptor_bytes)?.file;
+        if self.library == MessageLibrary::Prost {
+            if !self.request_views.is_empty() {
+                return Err(BuildError::Unsupported(
+                    "request_views: views are available with buffa messages only, not with \
+                     MessageLibrary::Prost"
+                        .into(),
+                ));
+            }
+            return self.compile_prost(
+                &compiler,
+                &descriptors,
+                &to_generate,
+                &descriptor_bytes,
+                &out_dir,
+                mode,
+            );
+        }
 
         let (mut files, warnings) =
             buffa_codegen::generate_with_diagnostics(&descriptors, &to_generate, &self.buffa)?;
@@ -297,27 +374,63 @@ impl Config {
             }
         }
 
-        let mut extra = String::new();
-        if self.descriptor_const {
-            let name = format!("{}.binpb", self.include_file.trim_end_matches(".rs"));
-            write_if_changed(&out_dir.join(&name), &descriptor_bytes)?;
-            let bytes = match mode {
-                IncludeMode::OutDir => {
-                    format!("include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{name}\"))")
-                }
-                IncludeMode::Relative(prefix) => format!("include_bytes!(\"{prefix}{name}\")"),
-            };
-            extra = format!(
-                "/// The encoded `google.protobuf.FileDescriptorSet` of the compiled protos and\n\
-                 /// everything they import, with source info.\n\
-                 pub const FILE_DESCRIPTOR_SET: &[u8] = {bytes};\n"
-            );
-        }
-        if let Some(path) = &self.descriptor_path {
-            write_if_changed(path, &descriptor_bytes)?;
-        }
+        let extra = self.descriptor_extra(&descriptor_bytes, &out_dir, mode)?;
         let tree = volley_codegen::module_tree(&entries, mode, &extra);
+        self.finish(&descriptor_bytes, &out_dir, &tree)
+    }
+
+    /// The `FILE_DESCRIPTOR_SET` constant for the include file (empty unless asked for),
+    /// writing the encoded set beside it.
+    fn descriptor_extra(
+        &self,
+        descriptor_bytes: &[u8],
+        out_dir: &Path,
+        mode: IncludeMode<'_>,
+    ) -> Result<String, BuildError> {
+        if !self.descriptor_const {
+            return Ok(String::new());
+        }
+        let name = format!("{}.binpb", self.include_file.trim_end_matches(".rs"));
+        write_if_changed(&out_dir.join(&name), descriptor_bytes)?;
+        let bytes = match mode {
+            IncludeMode::OutDir => {
+                format!("include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{name}\"))")
+            }
+            IncludeMode::Relative(prefix) => format!("include_bytes!(\"{prefix}{name}\")"),
+        };
+        Ok(format!(
+            "/// The encoded `google.protobuf.FileDescriptorSet` of the compiled protos and\n\
+             /// everything they import, with source info.\n\
+             pub const FILE_DESCRIPTOR_SET: &[u8] = {bytes};\n"
+        ))
+    }
+
+    /// Writes the descriptor set file if asked for, and the include file.
+    fn finish(
+        &self,
+        descriptor_bytes: &[u8],
+        out_dir: &Path,
+        tree: &str,
+    ) -> Result<(), BuildError> {
+        if let Some(path) = &self.descriptor_path {
+            write_if_changed(path, descriptor_bytes)?;
+        }
         write_if_changed(&out_dir.join(&self.include_file), tree.as_bytes())
+    }
+
+    #[cfg(not(feature = "prost"))]
+    fn compile_prost(
+        &self,
+        _compiler: &protox::Compiler,
+        _descriptors: &[buffa_codegen::generated::descriptor::FileDescriptorProto],
+        _to_generate: &[String],
+        _descriptor_bytes: &[u8],
+        _out_dir: &Path,
+        _mode: IncludeMode<'_>,
+    ) -> Result<(), BuildError> {
+        Err(BuildError::Unsupported(
+            "MessageLibrary::Prost needs volley-build's `prost` feature".into(),
+        ))
     }
 }
 
@@ -412,6 +525,82 @@ mod tests {
         assert!(notices.contains("bytes"), "{notices}");
         let (printed, _) = sort_warnings(&warnings, true);
         assert_eq!(printed.len(), warnings.len());
+    }
+
+    /// Compiles `proto` (as `t.proto`) with `config` into a temporary directory.
+    fn compile_with(config: Config, proto: &str) -> (tempfile::TempDir, Result<(), BuildError>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t.proto"), proto).unwrap();
+        let out = dir.path().join("out");
+        let result = config
+            .files([dir.path().join("t.proto")])
+            .includes([dir.path()])
+            .out_dir(&out)
+            .rerun_if_changed(false)
+            .compile();
+        (dir, result)
+    }
+
+    const SERVICE: &str = "syntax = \"proto3\"; package t.v1; message Ping { int64 n = 1; \
+                           message Inner { string s = 1; } Inner inner = 2; } \
+                           service PingService { rpc Ping(Ping) returns (Ping); }";
+
+    #[test]
+    fn prost_rejects_request_views() {
+        let config = Config::new()
+            .message_library(MessageLibrary::Prost)
+            .request_views(["."]);
+        let (_dir, result) = compile_with(config, SERVICE);
+        match result {
+            Err(BuildError::Unsupported(message)) => {
+                assert!(message.contains("views"), "{message}")
+            }
+            other => panic!("expected Unsupported, got {other:?}"),
+        }
+    }
+
+    #[cfg(feature = "prost")]
+    #[test]
+    fn prost_writes_messages_json_services_and_impls_under_one_include_file() {
+        let config = Config::new().message_library(MessageLibrary::Prost);
+        let (dir, result) = compile_with(config, SERVICE);
+        result.unwrap();
+        let out = dir.path().join("out");
+        let tree = std::fs::read_to_string(out.join("_volley.rs")).unwrap();
+        for file in ["t.v1.rs", "t.v1.serde.rs", "t.v1.__volley_messages.rs"] {
+            assert!(tree.contains(file), "{file} not in {tree}");
+            assert!(out.join(file).exists(), "{file} not written");
+        }
+        assert!(
+            tree.contains("pub mod t {") && tree.contains("pub mod v1 {"),
+            "{tree}"
+        );
+        let impls = std::fs::read_to_string(out.join("t.v1.__volley_messages.rs")).unwrap();
+        assert!(
+            impls.contains("::volley::prost_message!(ping::Inner, Ping)"),
+            "{impls}"
+        );
+        let services = std::fs::read_dir(&out)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .find(|e| e.file_name().to_string_lossy().ends_with(".__volley.rs"))
+            .expect("a service file");
+        let services = std::fs::read_to_string(services.path()).unwrap();
+        assert!(
+            services.contains("super::super::super::t::v1::Ping"),
+            "{services}"
+        );
+    }
+
+    #[cfg(not(feature = "prost"))]
+    #[test]
+    fn prost_needs_the_feature() {
+        let config = Config::new().message_library(MessageLibrary::Prost);
+        let (_dir, result) = compile_with(config, SERVICE);
+        assert!(
+            matches!(&result, Err(BuildError::Unsupported(m)) if m.contains("`prost` feature")),
+            "{result:?}"
+        );
     }
 
     #[test]

@@ -40,6 +40,7 @@
 mod docs;
 mod names;
 pub mod plugin;
+mod prost;
 mod service;
 mod tree;
 
@@ -52,8 +53,25 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 use crate::names::Namer;
+pub use crate::prost::WELL_KNOWN_TYPES as PROST_WELL_KNOWN_TYPES;
 use crate::service::Service;
 pub use crate::tree::module_tree;
+
+/// Which library the message types come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum MessageLibrary {
+    /// `buffa`: messages laid out by `buffa-codegen`, views available. The default.
+    #[default]
+    Buffa,
+    /// `prost`: messages laid out by `prost-build` (`UpperCamelCase` types, nested messages in
+    /// a `snake_case` module of their parent), JSON by `pbjson-build`, well-known types from
+    /// `pbjson-types` unless `.google.protobuf` is mapped by an extern path. Every message of
+    /// the generated files also gets a `volley::prost_message!` line (in
+    /// `<package>.__volley_messages.rs`), so it implements `volley::Message`. Views are not
+    /// available.
+    Prost,
+}
 
 /// The statement every generated file starts with. It names a constant that
 /// only a compatible `volley` runtime defines, so generated code built
@@ -131,6 +149,7 @@ pub struct Options {
     client: Gate,
     file_per_package: bool,
     request_views: Vec<String>,
+    library: MessageLibrary,
 }
 
 impl Options {
@@ -217,6 +236,20 @@ impl Options {
         })
     }
 
+    /// Which library generates the message types, and so how service code names them.
+    /// Default: [`MessageLibrary::Buffa`]. With [`MessageLibrary::Prost`], extern paths are
+    /// still read from [`buffa_config`](Self::buffa_config) (as `prost-build`'s
+    /// `extern_path`), and request views are an error.
+    pub fn message_library(mut self, library: MessageLibrary) -> Self {
+        self.library = library;
+        self
+    }
+
+    /// The message library ([`message_library`](Self::message_library)).
+    pub fn library(&self) -> MessageLibrary {
+        self.library
+    }
+
     /// Emit one file per proto package (`<package>.__volley.rs`) instead of
     /// one per proto file (`<path.stem>.__volley.rs`). Default: `false`.
     pub fn file_per_package(mut self, yes: bool) -> Self {
@@ -241,6 +274,23 @@ pub fn generate(
     options: &Options,
 ) -> Result<Vec<GeneratedFile>, Error> {
     let ctx = CodeGenContext::for_generate(files, files_to_generate, &options.buffa);
+    let prost = match options.library {
+        MessageLibrary::Buffa => None,
+        MessageLibrary::Prost => {
+            if !options.request_views.is_empty() {
+                return Err(Error::Option(
+                    "request views are available with buffa messages only: a prost build \
+                     cannot take request_views"
+                        .into(),
+                ));
+            }
+            Some(prost::ProstResolver::new(
+                files,
+                &options.buffa.extern_paths,
+                options.message_module.as_deref(),
+            ))
+        }
+    };
     let resolver = Resolver::new(&ctx, options.message_module.as_deref())?;
 
     // Group the requested files by package, keeping the request order inside.
@@ -260,7 +310,7 @@ pub fn generate(
     for (package, package_files) in packages {
         let mut namer = package_namer(files, package, &options.buffa.type_name_prefix);
         let mut per_file = Vec::new();
-        for file in package_files {
+        for file in &package_files {
             let comments = docs::Comments::of(file);
             let mut items = TokenStream::new();
             for (i, descriptor) in file.service.iter().enumerate() {
@@ -277,7 +327,10 @@ pub fn generate(
                             .map(docs::rustdoc_lines)
                             .unwrap_or_default()
                     },
-                    |fqn| resolver.resolve(fqn, package),
+                    |fqn| match &prost {
+                        Some(prost) => prost.resolve(fqn, package),
+                        None => resolver.resolve(fqn, package),
+                    },
                     |method| options.is_view_request(method),
                     &mut namer,
                 )?;
@@ -286,6 +339,16 @@ pub fn generate(
             if !file.service.is_empty() {
                 per_file.push((file.name.clone().unwrap_or_default(), items));
             }
+        }
+        if let Some(prost) = &prost
+            && let Some(items) = prost.message_impls(&package_files)?
+        {
+            let sources: Vec<&str> = package_files
+                .iter()
+                .map(|f| f.name.as_deref().unwrap_or_default())
+                .collect();
+            let name = format!("{}.__volley_messages.rs", package_stem(package));
+            out.push(render(name, package, &sources, items)?);
         }
         if per_file.is_empty() {
             continue;

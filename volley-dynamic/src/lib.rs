@@ -228,7 +228,11 @@ fn decode(
     }
 }
 
-fn encode_message(message: &DynamicMessage, codec: Encoding, buf: &mut BytesMut) -> Result<(), Error> {
+fn encode_message(
+    message: &DynamicMessage,
+    codec: Encoding,
+    buf: &mut BytesMut,
+) -> Result<(), Error> {
     match codec {
         Encoding::Proto => {
             buf.reserve(prost::Message::encoded_len(message));
@@ -256,6 +260,9 @@ impl Message for Dynamic {
     }
 
     fn decode_json(bytes: &[u8]) -> Result<Self, Error> {
-        Ok(Dynamic::encoded(Encoding::Json, Bytes::copy_from_slice(bytes)))
+        Ok(Dynamic::encoded(
+            Encoding::Json,
+            Bytes::copy_from_slice(bytes),
+        ))
     }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use volley::client::{HttpTransport, HttpVersion};
 use volley::{
-    CallOptions, Client, ClientConfig, Code, Codec, Error, JsonCodec, ProtoCodec, Idempotency, Protocol, Request,
-    Response, ResponseStream, Router, Spec, StreamType, Streaming,
+    CallOptions, Client, ClientConfig, Code, Codec, Error, Idempotency, JsonCodec, ProtoCodec,
+    Protocol, Request, Response, ResponseStream, Router, Spec, StreamType, Streaming,
 };
 use volley_dynamic::prost_reflect::{DynamicMessage, Value};
 use volley_dynamic::{Dynamic, Encoding, Schema};

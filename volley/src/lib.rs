@@ -90,8 +90,9 @@
 //!
 //! # Features
 //!
-//! `server`, `client` and `gzip` (gzip and deflate) are on by default; `tls`, `zstd`, `br` and
-//! `http3` (HTTP/3 over QUIC) are opt-in. See [the table](guide::features).
+//! `server`, `client` and `gzip` (gzip and deflate) are on by default; `tls`, `zstd`, `br`,
+//! `http3` (HTTP/3 over QUIC) and `prost` (prost messages, `prost_message!`) are opt-in. See
+//! [the table](guide::features).
 
 pub mod budget;
 pub mod client;
@@ -114,6 +115,8 @@ pub mod timeout;
 #[cfg(all(feature = "http3", any(feature = "server", feature = "client")))]
 mod h3_body;
 mod handler;
+#[cfg(feature = "prost")]
+mod prost_support;
 mod respond;
 mod router;
 mod stream;
@@ -149,6 +152,15 @@ pub mod __private {
     /// Generated code evaluates this constant; a runtime incompatible with the generator
     /// lacks it, and compilation fails naming it.
     pub const GENERATED_CODE_REQUIRES_VOLLEY_0_1: () = ();
+    /// The functions `prost_message!` expands to.
+    #[cfg(feature = "prost")]
+    pub mod prost {
+        pub use crate::prost_support::{
+            decode_json, decode_proto, encode_json, encode_proto, encode_proto_after,
+        };
+    }
+    /// Buffers named by `prost_message!`.
+    pub use bytes::{Bytes, BytesMut};
     /// The stream trait generated streaming signatures name.
     pub use futures_core::Stream;
 }

@@ -183,16 +183,134 @@ fn call_for(request: &pb::ClientCompatRequest) -> anyhow::Result<Call> {
     })
 }
 
-/// The request messages, each checked to be `M`.
-fn messages<M: buffa::Message + buffa::MessageName>(
-    request: &pb::ClientCompatRequest,
-) -> anyhow::Result<Vec<M>> {
-    request.request_messages.iter().map(from_any).collect()
+/// A request message as the runner sends it, packed in an `Any`.
+trait FromAny: Sized {
+    fn from_any(any: &buffa_types::google::protobuf::Any) -> anyhow::Result<Self>;
 }
 
-fn single<M: buffa::Message + buffa::MessageName>(
-    request: &pb::ClientCompatRequest,
-) -> anyhow::Result<M> {
+/// A response message's payload, as the runner expects it reported.
+trait Payload {
+    fn payload(self) -> pb::ConformancePayload;
+}
+
+/// The message types of one build of the conformance service.
+trait Family {
+    type Unary: volley::Message + FromAny;
+    type UnaryResponse: volley::Message + Payload;
+    type IdempotentUnary: volley::Message + FromAny;
+    type IdempotentUnaryResponse: volley::Message + Payload;
+    type Unimplemented: volley::Message + FromAny;
+    type UnimplementedResponse: volley::Message + Payload;
+    type ServerStream: volley::Message + FromAny;
+    type ServerStreamResponse: volley::Message + Payload;
+    type ClientStream: volley::Message + FromAny;
+    type ClientStreamResponse: volley::Message + Payload;
+    type BidiStream: volley::Message + FromAny;
+    type BidiStreamResponse: volley::Message + Payload;
+}
+
+macro_rules! family {
+    ($family:ident, $pb:path, $from_any:expr, $payload:expr, $empty:expr) => {
+        family!(@impls $pb, $from_any, $payload;
+            UnaryRequest => UnaryResponse,
+            IdempotentUnaryRequest => IdempotentUnaryResponse,
+            ServerStreamRequest => ServerStreamResponse,
+            ClientStreamRequest => ClientStreamResponse,
+            BidiStreamRequest => BidiStreamResponse);
+        const _: () = {
+            use $pb as types;
+            impl FromAny for types::UnimplementedRequest {
+                fn from_any(any: &buffa_types::google::protobuf::Any) -> anyhow::Result<Self> {
+                    ($from_any)(any, "connectrpc.conformance.v1.UnimplementedRequest")
+                }
+            }
+            impl Payload for types::UnimplementedResponse {
+                fn payload(self) -> pb::ConformancePayload {
+                    ($empty)(self)
+                }
+            }
+            impl Family for $family {
+                type Unary = types::UnaryRequest;
+                type UnaryResponse = types::UnaryResponse;
+                type IdempotentUnary = types::IdempotentUnaryRequest;
+                type IdempotentUnaryResponse = types::IdempotentUnaryResponse;
+                type Unimplemented = types::UnimplementedRequest;
+                type UnimplementedResponse = types::UnimplementedResponse;
+                type ServerStream = types::ServerStreamRequest;
+                type ServerStreamResponse = types::ServerStreamResponse;
+                type ClientStream = types::ClientStreamRequest;
+                type ClientStreamResponse = types::ClientStreamResponse;
+                type BidiStream = types::BidiStreamRequest;
+                type BidiStreamResponse = types::BidiStreamResponse;
+            }
+        };
+    };
+    (@impls $pb:path, $from_any:expr, $payload:expr; $($request:ident => $response:ident),*) => {
+        const _: () = {
+            use $pb as types;
+            $(
+                impl FromAny for types::$request {
+                    fn from_any(any: &buffa_types::google::protobuf::Any) -> anyhow::Result<Self> {
+                        ($from_any)(any, concat!("connectrpc.conformance.v1.", stringify!($request)))
+                    }
+                }
+                impl Payload for types::$response {
+                    fn payload(self) -> pb::ConformancePayload {
+                        ($payload)(self.payload)
+                    }
+                }
+            )*
+        };
+    };
+}
+
+/// The buffa messages.
+struct Buffa;
+
+family!(
+    Buffa,
+    conformance::pb,
+    |any, _name: &str| from_any(any),
+    |payload: buffa::MessageField<pb::ConformancePayload, _>| payload
+        .into_option()
+        .unwrap_or_default(),
+    |_| pb::ConformancePayload::default()
+);
+
+/// The prost messages (`MessageLibrary::Prost`); payloads are reported through their binary
+/// encoding, which both libraries share.
+#[cfg(feature = "prost")]
+struct Prost;
+
+#[cfg(feature = "prost")]
+family!(
+    Prost,
+    conformance::prost_pb,
+    |any: &buffa_types::google::protobuf::Any, name: &str| -> anyhow::Result<_> {
+        let got = any.type_url.rsplit('/').next().unwrap_or_default();
+        anyhow::ensure!(
+            got == name,
+            "expected a {name} message, got {:?}",
+            any.type_url
+        );
+        Ok(prost::Message::decode(&any.value[..])?)
+    },
+    |payload: Option<conformance::prost_pb::ConformancePayload>| {
+        use buffa::Message as _;
+        let bytes = payload
+            .map(|p| prost::Message::encode_to_vec(&p))
+            .unwrap_or_default();
+        pb::ConformancePayload::decode_from_slice(&bytes).unwrap_or_default()
+    },
+    |_| pb::ConformancePayload::default()
+);
+
+/// The request messages, each checked to be `M`.
+fn messages<M: FromAny>(request: &pb::ClientCompatRequest) -> anyhow::Result<Vec<M>> {
+    request.request_messages.iter().map(M::from_any).collect()
+}
+
+fn single<M: FromAny>(request: &pb::ClientCompatRequest) -> anyhow::Result<M> {
     let mut all = messages::<M>(request)?;
     anyhow::ensure!(
         all.len() == 1,
@@ -213,15 +331,10 @@ async fn or_cancel<T>(
     }
 }
 
-async fn unary<Req, Res>(
-    call: Call,
-    spec: Spec,
-    request: Req,
-    payload: fn(Res) -> pb::ConformancePayload,
-) -> Observed
+async fn unary<Req, Res>(call: Call, spec: Spec, request: Req) -> Observed
 where
     Req: volley::Message,
-    Res: volley::Message,
+    Res: volley::Message + Payload,
 {
     let rpc = call.client.unary::<Req, Res>(spec, request, call.options);
     match or_cancel(rpc, call.cancel.counting_from_now()).await {
@@ -230,7 +343,7 @@ where
             Observed {
                 headers,
                 trailers,
-                payloads: vec![payload(message)],
+                payloads: vec![message.payload()],
                 error: None,
             }
         }
@@ -238,7 +351,11 @@ where
     }
 }
 
-async fn client_stream(call: Call, requests: Vec<pb::ClientStreamRequest>) -> Observed {
+async fn client_stream<Req, Res>(call: Call, requests: Vec<Req>) -> Observed
+where
+    Req: volley::Message,
+    Res: volley::Message + Payload,
+{
     let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
     let hold_open = call.cancel == Cancel::BeforeCloseSend;
     let delay = call.delay;
@@ -271,18 +388,16 @@ async fn client_stream(call: Call, requests: Vec<pb::ClientStreamRequest>) -> Ob
         }
         tokio::time::sleep(after).await;
     };
-    let rpc = call.client.client_stream::<_, pb::ClientStreamResponse, _>(
-        svc::CLIENT_STREAM,
-        stream,
-        call.options,
-    );
+    let rpc = call
+        .client
+        .client_stream::<_, Res, _>(svc::CLIENT_STREAM, stream, call.options);
     match or_cancel(rpc, cancel).await {
         Ok(response) => {
             let (message, headers, trailers) = response.into_parts();
             Observed {
                 headers,
                 trailers,
-                payloads: vec![message.payload.into_option().unwrap_or_default()],
+                payloads: vec![message.payload()],
                 error: None,
             }
         }
@@ -290,14 +405,16 @@ async fn client_stream(call: Call, requests: Vec<pb::ClientStreamRequest>) -> Ob
     }
 }
 
-async fn server_stream(call: Call, request: pb::ServerStreamRequest) -> Observed {
+async fn server_stream<Req, Res>(call: Call, request: Req) -> Observed
+where
+    Req: volley::Message,
+    Res: volley::Message + Payload,
+{
     let cancel = call.cancel.counting_from_now();
     tokio::pin!(cancel);
-    let rpc = call.client.server_stream::<_, pb::ServerStreamResponse>(
-        svc::SERVER_STREAM,
-        request,
-        call.options,
-    );
+    let rpc = call
+        .client
+        .server_stream::<_, Res>(svc::SERVER_STREAM, request, call.options);
     let response = match or_cancel(rpc, &mut cancel).await {
         Ok(r) => r,
         Err(err) => return Observed::failed(err),
@@ -315,9 +432,7 @@ async fn server_stream(call: Call, request: pb::ServerStreamRequest) -> Observed
             break;
         }
         match or_cancel(stream.message(), &mut cancel).await {
-            Ok(Some(message)) => observed
-                .payloads
-                .push(message.payload.into_option().unwrap_or_default()),
+            Ok(Some(message)) => observed.payloads.push(message.payload()),
             Ok(None) => {
                 observed.trailers = stream.trailers();
                 break;
@@ -332,18 +447,15 @@ async fn server_stream(call: Call, request: pb::ServerStreamRequest) -> Observed
     observed
 }
 
-async fn bidi_stream(
-    call: Call,
-    requests: Vec<pb::BidiStreamRequest>,
-    full_duplex: bool,
-) -> Observed {
+async fn bidi_stream<Req, Res>(call: Call, requests: Vec<Req>, full_duplex: bool) -> Observed
+where
+    Req: volley::Message,
+    Res: volley::Message + Payload,
+{
     let mut observed = Observed::default();
     let mut bidi = match call
         .client
-        .bidi_stream::<pb::BidiStreamRequest, pb::BidiStreamResponse>(
-            svc::BIDI_STREAM,
-            call.options,
-        )
+        .bidi_stream::<Req, Res>(svc::BIDI_STREAM, call.options)
         .await
     {
         Ok(b) => b,
@@ -368,9 +480,7 @@ async fn bidi_stream(
         }
         if full_duplex {
             match bidi.message().await {
-                Ok(Some(m)) => observed
-                    .payloads
-                    .push(m.payload.into_option().unwrap_or_default()),
+                Ok(Some(m)) => observed.payloads.push(m.payload()),
                 Ok(None) => break,
                 Err(err) => {
                     observed.error = Some(err);
@@ -398,9 +508,7 @@ async fn bidi_stream(
                     break;
                 }
                 match or_cancel(bidi.message(), &mut cancel).await {
-                    Ok(Some(m)) => observed
-                        .payloads
-                        .push(m.payload.into_option().unwrap_or_default()),
+                    Ok(Some(m)) => observed.payloads.push(m.payload()),
                     Ok(None) => {
                         observed.trailers = bidi.trailers();
                         break;
@@ -429,7 +537,9 @@ async fn bidi_stream(
     observed
 }
 
-async fn run(request: pb::ClientCompatRequest) -> anyhow::Result<pb::ClientResponseResult> {
+async fn run<F: Family>(
+    request: pb::ClientCompatRequest,
+) -> anyhow::Result<pb::ClientResponseResult> {
     anyhow::ensure!(
         request.raw_request.is_unset(),
         "raw requests are for the reference client only"
@@ -440,46 +550,53 @@ async fn run(request: pb::ClientCompatRequest) -> anyhow::Result<pb::ClientRespo
     let method = request.method.as_deref().unwrap_or_default();
     let observed = match method {
         "Unary" => {
-            let message = single::<pb::UnaryRequest>(&request)?;
-            unary(call, svc::UNARY, message, |r: pb::UnaryResponse| {
-                r.payload.into_option().unwrap_or_default()
-            })
-            .await
+            let message = single::<F::Unary>(&request)?;
+            unary::<_, F::UnaryResponse>(call, svc::UNARY, message).await
         }
         "IdempotentUnary" => {
-            let message = single::<pb::IdempotentUnaryRequest>(&request)?;
-            unary(
-                call,
-                svc::IDEMPOTENT_UNARY,
-                message,
-                |r: pb::IdempotentUnaryResponse| r.payload.into_option().unwrap_or_default(),
-            )
-            .await
+            let message = single::<F::IdempotentUnary>(&request)?;
+            unary::<_, F::IdempotentUnaryResponse>(call, svc::IDEMPOTENT_UNARY, message).await
         }
         "Unimplemented" => {
-            let message = single::<pb::UnimplementedRequest>(&request)?;
-            unary(
-                call,
-                svc::UNIMPLEMENTED,
-                message,
-                |_: pb::UnimplementedResponse| pb::ConformancePayload::default(),
-            )
-            .await
+            let message = single::<F::Unimplemented>(&request)?;
+            unary::<_, F::UnimplementedResponse>(call, svc::UNIMPLEMENTED, message).await
         }
-        "ServerStream" => server_stream(call, single(&request)?).await,
-        "ClientStream" => client_stream(call, messages(&request)?).await,
+        "ServerStream" => {
+            let message = single::<F::ServerStream>(&request)?;
+            server_stream::<_, F::ServerStreamResponse>(call, message).await
+        }
+        "ClientStream" => {
+            let messages = messages::<F::ClientStream>(&request)?;
+            client_stream::<_, F::ClientStreamResponse>(call, messages).await
+        }
         "BidiStream" => {
             let full_duplex = request.stream_type.as_known()
                 == Some(pb::StreamType::STREAM_TYPE_FULL_DUPLEX_BIDI_STREAM);
-            bidi_stream(call, messages(&request)?, full_duplex).await
+            let messages = messages::<F::BidiStream>(&request)?;
+            bidi_stream::<_, F::BidiStreamResponse>(call, messages, full_duplex).await
         }
         other => bail!("unknown method {other:?}"),
     };
     Ok(observed.into_proto())
 }
 
+/// Which message library the calls use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code, reason = "each program constructs one variant")]
+pub(crate) enum Library {
+    Buffa,
+    #[cfg(feature = "prost")]
+    Prost,
+}
+
+#[allow(dead_code, reason = "the prost program calls run_all instead")]
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    run_all(Library::Buffa).await
+}
+
+/// Serves the runner's requests from stdin, calling with `library`'s messages.
+pub(crate) async fn run_all(library: Library) -> anyhow::Result<()> {
     conformance::install_type_registry();
     let stdout = Arc::new(tokio::sync::Mutex::new(tokio::io::stdout()));
     let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
@@ -492,7 +609,12 @@ async fn main() -> anyhow::Result<()> {
         let stdout = stdout.clone();
         tasks.spawn(async move {
             let test_name = request.test_name.clone();
-            let result = match run(request).await {
+            let outcome = match library {
+                Library::Buffa => run::<Buffa>(request).await,
+                #[cfg(feature = "prost")]
+                Library::Prost => run::<Prost>(request).await,
+            };
+            let result = match outcome {
                 Ok(response) => Outcome::Response(Box::new(response)),
                 Err(err) => Outcome::Error(Box::new(pb::ClientErrorResult {
                     message: format!("{err:#}"),

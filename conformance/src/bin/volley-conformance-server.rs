@@ -133,49 +133,16 @@ impl Echo {
     }
 }
 
-/// Parses a query string like Go's `url.ParseQuery`: one entry per name, values in order.
+/// The query parameters as conformance `Header`s.
 fn parse_query(query: &str) -> Vec<pb::Header> {
-    let mut out: Vec<pb::Header> = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let (name, value) = (unescape(name), unescape(value));
-        match out.iter_mut().find(|h| h.name == name) {
-            Some(h) => h.value.push(value),
-            None => out.push(pb::Header {
-                name,
-                value: vec![value],
-                ..Default::default()
-            }),
-        }
-    }
-    out
-}
-
-/// Percent-decodes a query component (`+` is a space).
-fn unescape(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    conformance::parse_query_pairs(query)
+        .into_iter()
+        .map(|(name, value)| pb::Header {
+            name,
+            value,
+            ..Default::default()
+        })
+        .collect()
 }
 
 /// The error a response definition asks for, with the request info appended to its details.
@@ -438,15 +405,6 @@ where
     response
 }
 
-/// A self-signed certificate for localhost, for when the runner provides none.
-fn self_signed() -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
-    let key = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])?;
-    Ok((
-        key.cert.pem().into_bytes(),
-        key.signing_key.serialize_pem().into_bytes(),
-    ))
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     conformance::install_type_registry();
@@ -464,7 +422,7 @@ async fn main() -> anyhow::Result<()> {
     if request.use_tls {
         let (cert, key) = match request.server_creds.as_option() {
             Some(creds) if !creds.cert.is_empty() => (creds.cert.clone(), creds.key.clone()),
-            _ => self_signed()?,
+            _ => conformance::self_signed()?,
         };
         let tls = if request.client_tls_cert.is_empty() {
             TlsConfig::from_pem(&cert, &key)?
