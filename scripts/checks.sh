@@ -8,9 +8,10 @@
 #   scripts/checks.sh features         each feature of volley-rpc alone, and none (cargo hack)
 #   scripts/checks.sh docs             cargo doc for the workspace with warnings denied
 #   scripts/checks.sh package          cargo package --workspace, and the published crates verified
-#   scripts/checks.sh examples         tests each example and the conformance crate on its own,
-#                                      so features unified across the workspace cannot hide one
-#                                      a package forgot
+#   scripts/checks.sh examples         checks (all targets, build scripts run) each example and
+#                                      the conformance crate on its own, so features unified
+#                                      across the workspace cannot hide one a package forgot
+#                                      (their tests run in the workspace test step)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -95,8 +96,8 @@ package() {
 
 examples() {
   for p in "${ALONE_PACKAGES[@]}"; do
-    echo "--- cargo test -p $p (alone)"
-    cargo test -p "$p"
+    echo "--- cargo check -p $p --all-targets (alone)"
+    cargo check -p "$p" --all-targets
   done
 }
 

@@ -45,8 +45,10 @@ step "build test binaries" cargo test --workspace --no-run
 step "benchmark binaries build (not run)" cargo build -p volley-benches --benches --bins
 step "unit, property and black-box tests" cargo test --workspace
 step "doc tests" cargo test --workspace --doc
-step "conformance programs with view handlers" cargo test -p conformance --features views
-step "conformance programs over prost messages" cargo test -p conformance --features prost
+# One build for both variants (they are separate binaries): the view-handler server and the
+# prost server and client.
+step "conformance programs with view handlers and over prost messages" \
+  cargo test -p conformance --features views,prost
 step "docs build without warnings" scripts/checks.sh docs
 step "each example on its own features" scripts/checks.sh examples
 step "each runtime feature alone (cargo hack)" scripts/checks.sh features

@@ -177,7 +177,9 @@ impl ProstResolver {
                         path.push_str(&type_name(last));
                         let parsed: syn::Path =
                             syn::parse_str(&path).map_err(|_| Error::InvalidPath(path))?;
-                        paths.push(quote!(#parsed));
+                        // The full name without the leading dot, for `Message::full_name`.
+                        let full_name = &fqn[1..];
+                        paths.push(quote!(#parsed = #full_name));
                     }
                 }
             }

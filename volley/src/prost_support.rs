@@ -72,7 +72,11 @@ pub fn decode_json<M: DeserializeOwned>(bytes: &[u8]) -> Result<M, Error> {
 /// runtime frames the message); decoding reads from the received `Bytes`, so `bytes` fields
 /// generated as `bytes::Bytes` borrow the request buffer. `volley-build` with
 /// `MessageLibrary::Prost` emits this for every generated message; call it by hand for prost
-/// types from elsewhere, in the crate that defines them (the orphan rule):
+/// types from elsewhere, in the crate that defines them (the orphan rule). Give a type its
+/// fully qualified protobuf name with `Type = "pkg.Type"` (what [`Message::full_name`]
+/// answers, for codecs that key on the type; generated code always does):
+///
+/// [`Message::full_name`]: crate::Message::full_name
 ///
 /// ```
 /// #[derive(Clone, PartialEq, prost::Message, serde::Serialize, serde::Deserialize)]
@@ -80,9 +84,11 @@ pub fn decode_json<M: DeserializeOwned>(bytes: &[u8]) -> Result<M, Error> {
 ///     #[prost(string, tag = "1")]
 ///     pub text: String,
 /// }
-/// volley::prost_message!(Ping);
+/// volley::prost_message!(Ping = "demo.Ping");
 ///
 /// use volley::Message as _;
+///
+/// assert_eq!(Ping::full_name(), "demo.Ping");
 ///
 /// let ping = Ping { text: "hi".into() };
 /// let mut json = bytes::BytesMut::new();
@@ -93,9 +99,15 @@ pub fn decode_json<M: DeserializeOwned>(bytes: &[u8]) -> Result<M, Error> {
 /// ```
 #[macro_export]
 macro_rules! prost_message {
-    ($($message:ty),+ $(,)?) => {
+    ($($message:ty $(= $full_name:literal)?),+ $(,)?) => {
         $(
             impl $crate::Message for $message {
+                $(
+                    fn full_name() -> &'static str {
+                        $full_name
+                    }
+                )?
+
                 fn encode_proto(
                     &self,
                     buf: &mut $crate::__private::BytesMut,
