@@ -42,6 +42,7 @@ pub(crate) struct CallInput {
     pub(crate) codec: CodecHandle,
     pub(crate) input: Input,
     pub(crate) spec: Spec,
+    pub(crate) arrival: crate::peer::Arrival,
 }
 
 pub(crate) struct CallOutput {
@@ -68,7 +69,7 @@ fn call_info(input: &CallInput) -> CallInfo {
         spec: input.spec,
         protocol: input.protocol,
         side: Side::Server,
-        peer: crate::peer::peer_addr(&input.extensions),
+        peer: input.arrival.peer_addr(&input.extensions),
         deadline: input.deadline,
     }
 }
@@ -180,6 +181,7 @@ async fn intercepted_unary<F, Fut, Req, Res>(
     info: CallInfo,
     headers: HeaderMap,
     extensions: Extensions,
+    arrival: crate::peer::Arrival,
     message: Req,
 ) -> Result<Response<Res>, Error>
 where
@@ -190,6 +192,7 @@ where
 {
     let endpoint: Endpoint = Arc::new(move |request: UnaryRequest| {
         let f = f.clone();
+        let arrival = arrival.clone();
         Box::pin(async move {
             let (info, headers, extensions, message) = request.into_parts();
             let message = *message.downcast::<Req>().map_err(|_| {
@@ -197,8 +200,14 @@ where
                     "an interceptor replaced the request with a message of another type",
                 )
             })?;
-            let request =
-                Request::from_parts(message, headers, extensions, info.deadline, info.spec);
+            let request = Request::from_parts(
+                message,
+                headers,
+                extensions,
+                info.deadline,
+                info.spec,
+                arrival,
+            );
             let (m, h, t) = f(request).await?.into_parts();
             Ok(UnaryResponse::from_parts(Box::new(m), h, t))
         })
@@ -250,12 +259,14 @@ where
                 extensions,
                 input,
                 spec,
+                arrival,
                 ..
             } = call;
             return Box::pin(async move {
                 let message = codec.decode::<Req>(single(input, &spec).await?)?;
                 let response =
-                    intercepted_unary(f, chain, info, headers, extensions, message).await?;
+                    intercepted_unary(f, chain, info, headers, extensions, arrival, message)
+                        .await?;
                 finish_single(&codec, response, None)
             });
         }
@@ -265,13 +276,14 @@ where
             deadline,
             input,
             spec,
+            arrival,
             ..
         } = call;
         if let Input::Single(bytes) = input {
             // The hot path: decode before boxing, so one future holds only the handler's.
             let fut = codec.decode::<Req>(bytes).map(|message| {
                 (self.f)(Request::from_parts(
-                    message, headers, extensions, deadline, spec,
+                    message, headers, extensions, deadline, spec, arrival,
                 ))
             });
             return Box::pin(async move { finish_single(&codec, fut?.await?, None) });
@@ -280,7 +292,7 @@ where
         Box::pin(async move {
             let message = codec.decode::<Req>(single(input, &spec).await?)?;
             let response = f(Request::from_parts(
-                message, headers, extensions, deadline, spec,
+                message, headers, extensions, deadline, spec, arrival,
             ))
             .await?;
             finish_single(&codec, response, None)
@@ -305,6 +317,7 @@ where
             deadline,
             input,
             spec,
+            arrival,
             ..
         } = call;
         let f = self.f.clone();
@@ -313,7 +326,7 @@ where
             return Box::pin(async move {
                 let message = codec.decode::<Req>(single(input, &spec).await?)?;
                 let response = f(Request::from_parts(
-                    message, headers, extensions, deadline, spec,
+                    message, headers, extensions, deadline, spec, arrival,
                 ))
                 .await?;
                 Ok(finish_stream(&codec, response, None))
@@ -331,7 +344,7 @@ where
                     o.received(&mut message)?;
                 }
                 f(Request::from_parts(
-                    message, headers, extensions, deadline, spec,
+                    message, headers, extensions, deadline, spec, arrival,
                 ))
                 .await
             }
@@ -365,12 +378,13 @@ where
         deadline,
         input,
         spec,
+        arrival,
         ..
     } = call;
     let (Some(chain), Some(info)) = (chain, info) else {
         let stream = Streaming::new(into_stream(input), codec.clone(), Arc::default());
         let fut = f(Request::from_parts(
-            stream, headers, extensions, deadline, spec,
+            stream, headers, extensions, deadline, spec, arrival,
         ));
         return Box::pin(async move { finish(&codec, fut.await?, None) });
     };
@@ -381,7 +395,7 @@ where
         let stream = Streaming::new(into_stream(input), codec.clone(), Arc::default())
             .observed(observers.clone(), false);
         let fut = f(Request::from_parts(
-            stream, headers, extensions, deadline, spec,
+            stream, headers, extensions, deadline, spec, arrival,
         ));
         let mut guard = crate::interceptor::EndGuard(observers.clone());
         let result = fut.await;

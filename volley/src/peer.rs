@@ -14,8 +14,12 @@ use std::sync::Arc;
 
 /// The connection a call travelled on, as seen from this end.
 ///
-/// Set as a request extension by the built-in server, and as a response extension by the
-/// built-in client transport (any [`Transport`](crate::Transport) may set one the same way).
+/// On the server, handlers read it with [`Request::connection`](crate::Request::connection):
+/// the built-in server hands it to the router directly (one value per connection, shared by
+/// its calls; no per-call request extension), and sets it as a request extension only when
+/// it serves a tower service ([`Server::serve_service`](crate::server::Server::serve_service)).
+/// On the client it is a response extension set by the built-in transport (any
+/// [`Transport`](crate::Transport) may set one the same way).
 ///
 /// Under **axum**, nothing knows the connection unless the app is served with
 /// `into_make_service_with_connect_info::<SocketAddr>()`: then, with volley's `axum`
@@ -105,22 +109,56 @@ pub(crate) struct RequestLine {
     pub(crate) version: http::Version,
 }
 
-/// Readies a request's extensions for the handler: records the request line and, when no
-/// [`ConnectionInfo`] is set but the peer address is known (the built-in server's
-/// [`PeerAddr`](crate::PeerAddr), or axum's `ConnectInfo<SocketAddr>` with the `axum`
-/// feature), one with that address.
-pub(crate) fn prepare(parts: &mut http::request::Parts) {
-    let line = RequestLine {
-        method: parts.method.clone(),
-        uri: parts.uri.clone(),
-        version: parts.version,
-    };
-    let extensions = &mut parts.extensions;
-    extensions.insert(line);
-    if extensions.get::<ConnectionInfo>().is_none()
-        && let Some(addr) = peer_addr(extensions)
-    {
-        extensions.insert(ConnectionInfo::new(Some(addr)));
+/// What the server knew of a call's HTTP request before the router took it: the request line
+/// and the connection. Carried beside the request, not in its extensions: an extension insert
+/// costs an allocation (and the map its own), on every call.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Arrival {
+    pub(crate) line: Option<RequestLine>,
+    /// The connection, when known: handed over by the built-in server (one shared value per
+    /// connection), or made from a peer address found in the extensions. `None` leaves
+    /// [`Request::connection`](crate::Request::connection) to the extensions (a
+    /// `ConnectionInfo` a tower layer inserted).
+    pub(crate) connection: Option<Arc<ConnectionInfo>>,
+}
+
+impl Arrival {
+    /// The arrival of the request `parts` describe. `connection` is the built-in server's;
+    /// without it, the extensions are asked: a [`ConnectionInfo`] there is left for handlers
+    /// to find, else a peer address there ([`PeerAddr`](crate::PeerAddr), or axum's
+    /// `ConnectInfo<SocketAddr>` with the `axum` feature) makes one.
+    pub(crate) fn of(
+        parts: &http::request::Parts,
+        connection: Option<Arc<ConnectionInfo>>,
+    ) -> Self {
+        let line = Some(RequestLine {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
+        });
+        let connection = connection.or_else(|| {
+            if parts.extensions.get::<ConnectionInfo>().is_some() {
+                return None;
+            }
+            peer_addr(&parts.extensions).map(|addr| Arc::new(ConnectionInfo::new(Some(addr))))
+        });
+        Self { line, connection }
+    }
+
+    /// The connection: this arrival's, else a [`ConnectionInfo`] in `extensions`.
+    pub(crate) fn connection<'a>(
+        &'a self,
+        extensions: &'a http::Extensions,
+    ) -> Option<&'a ConnectionInfo> {
+        self.connection.as_deref().or_else(|| extensions.get())
+    }
+
+    /// The peer's address: the connection's, else one in `extensions`.
+    pub(crate) fn peer_addr(&self, extensions: &http::Extensions) -> Option<SocketAddr> {
+        self.connection
+            .as_ref()
+            .and_then(|c| c.remote_addr)
+            .or_else(|| peer_addr(extensions))
     }
 }
 

@@ -8,8 +8,11 @@ use http::{Extensions, HeaderMap};
 
 use crate::Spec;
 
-/// The remote address of the connection a request came in on (an extension set by the
-/// built-in server).
+/// The remote address of the connection a request came in on: an extension the built-in
+/// server sets on requests it hands to a tower service
+/// ([`Server::serve_service`](crate::server::Server::serve_service)), and that an app under
+/// axum or another server may set for the [`Router`](crate::Router) to find. Handlers read the
+/// address with [`Request::peer_addr`] whatever the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 
@@ -26,6 +29,7 @@ pub struct Request<T> {
     extensions: Extensions,
     deadline: Option<Instant>,
     spec: Option<Spec>,
+    arrival: crate::peer::Arrival,
 }
 
 impl<T> Request<T> {
@@ -37,6 +41,7 @@ impl<T> Request<T> {
             extensions: Extensions::new(),
             deadline: None,
             spec: None,
+            arrival: crate::peer::Arrival::default(),
         }
     }
 
@@ -46,6 +51,7 @@ impl<T> Request<T> {
         extensions: Extensions,
         deadline: Option<Instant>,
         spec: Spec,
+        arrival: crate::peer::Arrival,
     ) -> Self {
         Self {
             message,
@@ -53,6 +59,7 @@ impl<T> Request<T> {
             extensions,
             deadline,
             spec: Some(spec),
+            arrival,
         }
     }
 
@@ -81,8 +88,10 @@ impl<T> Request<T> {
         &mut self.headers
     }
 
-    /// Extensions: values set by tower layers and interceptors, and by the server
-    /// ([`PeerAddr`], [`PeerCertificates`]).
+    /// Extensions: values set by tower layers and interceptors (and, for a client that
+    /// presented certificates, [`PeerCertificates`]). What the server knows of the connection
+    /// and the HTTP request is read with [`connection`](Self::connection),
+    /// [`peer_addr`](Self::peer_addr), [`method`](Self::method) and [`uri`](Self::uri).
     pub fn extensions(&self) -> &Extensions {
         &self.extensions
     }
@@ -96,7 +105,7 @@ impl<T> Request<T> {
     /// `ConnectInfo<SocketAddr>` (with volley's `axum` feature; see
     /// [`ConnectionInfo`](crate::ConnectionInfo)).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        crate::peer::peer_addr(&self.extensions)
+        self.arrival.peer_addr(&self.extensions)
     }
 
     /// The connection the request arrived on (server side): addresses, and for TLS the server
@@ -104,7 +113,7 @@ impl<T> Request<T> {
     /// Always set by the built-in server; see [`ConnectionInfo`](crate::ConnectionInfo) for
     /// axum.
     pub fn connection(&self) -> Option<&crate::ConnectionInfo> {
-        self.extensions.get()
+        self.arrival.connection(&self.extensions)
     }
 
     /// The TLS session the request arrived on, if any (server side).
@@ -130,7 +139,7 @@ impl<T> Request<T> {
     }
 
     fn request_line(&self) -> Option<&crate::peer::RequestLine> {
-        self.extensions.get()
+        self.arrival.line.as_ref()
     }
 
     /// When the caller's deadline expires, if it sent one.
@@ -157,6 +166,7 @@ impl<T> Request<T> {
             extensions: self.extensions,
             deadline: self.deadline,
             spec: self.spec,
+            arrival: self.arrival,
         }
     }
 }

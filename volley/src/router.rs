@@ -20,6 +20,7 @@ use crate::compression::{Compression, Registry, decompress_off_worker};
 use crate::cors::Cors;
 use crate::error::BoxError;
 use crate::handler::{self, CallInput, ErasedHandler, Input, SharedHandler};
+use crate::peer::Arrival;
 use crate::protocol::connect::{self, GetRefusal};
 use crate::protocol::{Classified, ContentType, accept_post, classify};
 use crate::respond::{Call, negotiate, unsupported_encoding};
@@ -382,9 +383,25 @@ impl Router {
     }
 
     /// Handles one HTTP request.
-    pub async fn handle(&self, request: http::Request<Body>) -> http::Response<Body> {
-        let origin = request.headers().get(http::header::ORIGIN).cloned();
-        let mut response = self.inner.dispatch(request).await;
+    pub fn handle(
+        &self,
+        request: http::Request<Body>,
+    ) -> impl Future<Output = http::Response<Body>> + Send + '_ {
+        self.handle_on(request, None)
+    }
+
+    /// Handles one HTTP request that arrived on `connection` (the built-in server's, handed
+    /// over directly rather than as a request extension).
+    pub(crate) async fn handle_on(
+        &self,
+        request: http::Request<Body>,
+        connection: Option<Arc<crate::ConnectionInfo>>,
+    ) -> http::Response<Body> {
+        let origin = match &self.inner.cors {
+            Some(_) => request.headers().get(http::header::ORIGIN).cloned(),
+            None => None,
+        };
+        let mut response = self.inner.dispatch(request, connection).await;
         if let (Some(cors), Some(origin)) = (&self.inner.cors, origin) {
             cors.decorate(&origin, response.headers_mut());
         }
@@ -424,7 +441,11 @@ struct Head {
 }
 
 impl Inner {
-    async fn dispatch(&self, request: http::Request<Body>) -> http::Response<Body> {
+    async fn dispatch(
+        &self,
+        request: http::Request<Body>,
+        connection: Option<Arc<crate::ConnectionInfo>>,
+    ) -> http::Response<Body> {
         if request.method() == Method::OPTIONS
             && let Some(cors) = &self.cors
         {
@@ -454,11 +475,12 @@ impl Inner {
             }
         };
         let spec = route.spec;
-        crate::peer::prepare(&mut parts);
+        let arrival = Arrival::of(&parts, connection);
         let get_allowed =
             spec.stream_type == StreamType::Unary && spec.idempotency == Idempotency::NoSideEffects;
         if parts.method == Method::GET && get_allowed {
-            return self.connect_get(route, parts).await;
+            // Boxed: the rarer path's state would otherwise make every call's future larger.
+            return Box::pin(self.connect_get(route, parts, arrival)).await;
         }
         if parts.method != Method::POST {
             return method_not_allowed(get_allowed);
@@ -494,8 +516,14 @@ impl Inner {
                 0,
             ))
         };
-        self.call(route, ct, head, parts.headers, parts.extensions, input)
-            .await
+        self.call(
+            route,
+            ct,
+            head,
+            (parts.headers, parts.extensions, arrival),
+            input,
+        )
+        .await
     }
 
     async fn call(
@@ -503,11 +531,11 @@ impl Inner {
         route: &Route,
         ct: ContentType,
         head: Head,
-        headers: HeaderMap,
-        extensions: http::Extensions,
+        (headers, extensions, arrival): (HeaderMap, http::Extensions, Arrival),
         input: Input,
     ) -> http::Response<Body> {
         let call_input = CallInput {
+            arrival,
             protocol: ct.protocol,
             interceptors: self.interceptors.clone(),
             headers,
@@ -653,6 +681,7 @@ impl Inner {
         &self,
         route: &Route,
         parts: http::request::Parts,
+        arrival: Arrival,
     ) -> http::Response<Body> {
         let get = match connect::read_get(
             parts.uri.query().unwrap_or(""),
@@ -697,8 +726,7 @@ impl Inner {
             route,
             ct,
             head,
-            parts.headers,
-            extensions,
+            (parts.headers, extensions, arrival),
             Input::Single(message),
         )
         .await

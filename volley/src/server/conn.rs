@@ -559,7 +559,8 @@ pub(super) struct Served {
     pub(super) dispatch: Dispatch,
     pub(super) peer: Option<SocketAddr>,
     pub(super) certs: Option<PeerCertificates>,
-    pub(super) connection: crate::ConnectionInfo,
+    /// The connection as handlers see it, made once and shared by its calls.
+    pub(super) connection: Arc<crate::ConnectionInfo>,
     pub(super) conn: Arc<ConnShared>,
     pub(super) body_limits: BodyLimits,
     pub(super) send_timeout: Option<Duration>,
@@ -609,16 +610,22 @@ impl Served {
         let guard = self.conn.begin_call();
         let dispatch = self.dispatch.clone();
         let watch = self.send_timeout.is_some().then(|| self.conn.clone());
-        if let Some(peer) = self.peer {
-            request.extensions_mut().insert(PeerAddr(peer));
-        }
-        request.extensions_mut().insert(self.connection.clone());
         if let Some(certs) = self.certs.clone() {
             request.extensions_mut().insert(certs);
         }
+        let connection = self.connection.clone();
+        if let Dispatch::Service(_) = dispatch {
+            // A tower service learns of the connection from extensions only; the router is
+            // handed it directly (no allocation per call).
+            let extensions = request.extensions_mut();
+            if let Some(peer) = self.peer {
+                extensions.insert(PeerAddr(peer));
+            }
+            extensions.insert(crate::ConnectionInfo::clone(&connection));
+        }
         Box::pin(async move {
             let response = match dispatch {
-                Dispatch::Router(router) => router.handle(request).await,
+                Dispatch::Router(router) => router.handle_on(request, Some(connection)).await,
                 Dispatch::Service(service) => service(request).await,
             };
             response.map(|body| ServedBody {

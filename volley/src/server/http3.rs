@@ -289,7 +289,7 @@ fn served_for(
         dispatch,
         peer: Some(peer),
         certs,
-        connection: connection.with_tls(info),
+        connection: Arc::new(connection.with_tls(info)),
         conn: registration.shared.clone(),
         body_limits,
         send_timeout: limits.send_timeout,

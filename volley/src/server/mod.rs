@@ -607,7 +607,7 @@ impl Server {
                     dispatch,
                     peer: accepted.peer(),
                     certs: None,
-                    connection,
+                    connection: Arc::new(connection),
                     conn: conn.shared.clone(),
                     body_limits: body::BodyLimits {
                         progress: limits.body_progress_timeout,
@@ -646,7 +646,8 @@ impl Server {
                         session.alpn_protocol().map(<[u8]>::to_vec),
                         certs.as_ref().map(|c| c.0.clone()).unwrap_or_default(),
                     );
-                    let connection = served.connection.clone().with_tls(info);
+                    let connection =
+                        Arc::new(crate::ConnectionInfo::clone(&served.connection).with_tls(info));
                     let served = Served {
                         certs,
                         connection,
