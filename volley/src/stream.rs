@@ -237,6 +237,10 @@ impl FrameSource {
 
 /// Reads a whole (un-enveloped) body, failing with `resource_exhausted` past `limit` bytes or
 /// when `budget` cannot cover what is buffered.
+///
+/// A body that arrives as one chunk (the usual case for a unary request up to one HTTP/2
+/// frame) is returned as that chunk, without a copy; a body in several chunks is gathered
+/// into one buffer, sized up front from the body's length when it announces one.
 pub(crate) async fn read_body_limited(
     mut body: Body,
     limit: usize,
@@ -244,23 +248,68 @@ pub(crate) async fn read_body_limited(
     body_error: fn(BoxError) -> Error,
 ) -> Result<Bytes, Error> {
     use http_body_util::BodyExt as _;
+    // The length the body announced (Content-Length), if any: it sizes a gathering buffer.
+    let announced = body.size_hint().exact();
+    let too_large = || {
+        Error::resource_exhausted(format!(
+            "request body is larger than the limit of {limit} bytes"
+        ))
+    };
     let mut charge = budget.map(|b| Charge::new(b.clone()));
-    let mut buf = BytesMut::new();
+    let mut first: Option<Bytes> = None;
+    let mut gathered: Option<BytesMut> = None;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(body_error)?;
-        if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > limit {
-                return Err(Error::resource_exhausted(format!(
-                    "request body is larger than the limit of {limit} bytes"
-                )));
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        let held = match (&mut first, &mut gathered) {
+            (None, None) => {
+                if data.len() > limit {
+                    return Err(too_large());
+                }
+                let len = data.len();
+                first = Some(data);
+                len
             }
-            buf.extend_from_slice(&data);
-            if let Some(charge) = &mut charge {
-                charge.hold(buf.capacity())?;
+            (Some(_), None) => {
+                let head = first.take().unwrap_or_default();
+                if head.len() + data.len() > limit {
+                    return Err(too_large());
+                }
+                // Sized once from the announced length, never past the limit.
+                let so_far = head.len() + data.len();
+                let capacity = announced
+                    .and_then(|n| usize::try_from(n).ok())
+                    .unwrap_or(0)
+                    .clamp(so_far, limit);
+                let mut buf = BytesMut::with_capacity(capacity);
+                buf.extend_from_slice(&head);
+                buf.extend_from_slice(&data);
+                let held = buf.capacity();
+                gathered = Some(buf);
+                held
             }
+            (_, Some(buf)) => {
+                if buf.len() + data.len() > limit {
+                    return Err(too_large());
+                }
+                buf.extend_from_slice(&data);
+                buf.capacity()
+            }
+        };
+        if let Some(charge) = &mut charge {
+            charge.hold(held)?;
         }
     }
-    Ok(buf.freeze())
+    Ok(match (first, gathered) {
+        (_, Some(buf)) => buf.freeze(),
+        (Some(one), None) => one,
+        (None, None) => Bytes::new(),
+    })
 }
 
 pub(crate) fn decode_base64_groups(input: &[u8], out: &mut BytesMut) -> Result<(), Error> {
