@@ -654,6 +654,7 @@ impl Inner {
             self.receive_limit,
             self.budget.as_ref(),
             body_error,
+            "request",
         )
         .await?;
         self.decompress_unary(bytes, compression).await

@@ -236,7 +236,8 @@ impl FrameSource {
 }
 
 /// Reads a whole (un-enveloped) body, failing with `resource_exhausted` past `limit` bytes or
-/// when `budget` cannot cover what is buffered.
+/// when `budget` cannot cover what is buffered. `what` names the body in that error
+/// ("request", "response").
 ///
 /// A body that arrives as one chunk (the usual case for a unary request up to one HTTP/2
 /// frame) is returned as that chunk, without a copy; a body in several chunks is gathered
@@ -246,13 +247,14 @@ pub(crate) async fn read_body_limited(
     limit: usize,
     budget: Option<&Arc<Budget>>,
     body_error: fn(BoxError) -> Error,
+    what: &str,
 ) -> Result<Bytes, Error> {
     use http_body_util::BodyExt as _;
     // The length the body announced (Content-Length), if any: it sizes a gathering buffer.
     let announced = body.size_hint().exact();
     let too_large = || {
         Error::resource_exhausted(format!(
-            "request body is larger than the limit of {limit} bytes"
+            "{what} body is larger than the limit of {limit} bytes"
         ))
     };
     let mut charge = budget.map(|b| Charge::new(b.clone()));

@@ -7,10 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::HeaderMap;
 use http::header::CONTENT_TYPE;
-use http_body_util::BodyExt as _;
 
 use super::Prepared;
 use super::transport::transport_error;
@@ -47,20 +46,7 @@ pub(crate) fn response_encoding(
 
 /// Reads a whole body, up to `limit` bytes.
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, Error> {
-    let mut body = body;
-    let mut buf = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(transport_error)?;
-        if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > limit {
-                return Err(Error::resource_exhausted(format!(
-                    "response body is larger than the limit of {limit} bytes"
-                )));
-            }
-            buf.extend_from_slice(&data);
-        }
-    }
-    Ok(buf.freeze())
+    crate::stream::read_body_limited(body, limit, None, transport_error, "response").await
 }
 
 /// Adds the response headers to an error's metadata, before what it already holds.
