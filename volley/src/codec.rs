@@ -494,6 +494,19 @@ impl CodecHandle {
         }
     }
 
+    /// Appends `message`, encoded with this codec, to `buf`.
+    pub(crate) fn encode_into<M: Message>(
+        &self,
+        message: &M,
+        buf: &mut BytesMut,
+    ) -> Result<(), Error> {
+        match self {
+            CodecHandle::Proto => message.encode_proto(buf),
+            CodecHandle::Json => message.encode_json(buf),
+            CodecHandle::Custom(codec) => codec.encode(MessageRef::new(message), buf),
+        }
+    }
+
     /// Decodes a message with this codec.
     pub(crate) fn decode<M: Message>(&self, bytes: Bytes) -> Result<M, Error> {
         match self {

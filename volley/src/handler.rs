@@ -15,7 +15,9 @@ use crate::codec::{CodecHandle, Message};
 use crate::interceptor::{
     CallInfo, Endpoint, Interceptor, Observers, Side, UnaryRequest, UnaryResponse, run_unary,
 };
-use crate::stream::{Encoded, EncodedStream, FrameReader, RawStream, ResponseStream, Streaming};
+use crate::stream::{
+    Encoded, FrameReader, Outgoing, OutgoingStream, RawStream, ResponseStream, Streaming,
+};
 use crate::{Error, Request, Response, Spec};
 
 /// Incoming messages, before decoding.
@@ -30,7 +32,7 @@ pub(crate) enum Input {
 /// Outgoing messages, encoded but not compressed or framed.
 pub(crate) enum Output {
     Single(Encoded),
-    Stream(EncodedStream),
+    Stream(OutgoingStream),
 }
 
 pub(crate) struct CallInput {
@@ -117,15 +119,37 @@ fn encode_stream<M: Message>(
     codec: CodecHandle,
     stream: ResponseStream<M>,
     observers: Option<Observers>,
-) -> EncodedStream {
-    Box::pin(stream.map(move |item| {
-        item.and_then(|mut m| {
-            if let Some(o) = &observers {
-                o.sent(&mut m)?;
+) -> OutgoingStream {
+    Box::new(EncodeEach {
+        codec,
+        stream,
+        observers,
+    })
+}
+
+/// A handler's response stream, each message shown to the hooks and then encoded into the
+/// body's buffer as the body asks for it.
+struct EncodeEach<M> {
+    codec: CodecHandle,
+    stream: ResponseStream<M>,
+    observers: Option<Observers>,
+}
+
+impl<M: Message> Outgoing for EncodeEach<M> {
+    fn poll_encode(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut bytes::BytesMut,
+    ) -> std::task::Poll<Option<Result<(), Error>>> {
+        let item = std::task::ready!(self.stream.poll_next_unpin(cx));
+        std::task::Poll::Ready(item.map(|item| {
+            let mut message = item?;
+            if let Some(o) = &self.observers {
+                o.sent(&mut message)?;
             }
-            encode_one(&codec, &m)
-        })
-    }))
+            Encoded::append(&self.codec, &message, buf)
+        }))
+    }
 }
 
 fn finish_single<M: Message>(

@@ -7,7 +7,6 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use futures_core::Stream;
 use http::HeaderMap;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http_body::Frame;
@@ -16,7 +15,7 @@ use crate::compression::Compression;
 use crate::handler::{CallOutput, Output};
 use crate::headers;
 use crate::protocol::ContentType;
-use crate::stream::{Body, Encoded, FrameWriter};
+use crate::stream::{Body, Encoded, FrameWriter, OutgoingStream};
 use crate::{Code, Error};
 
 /// Everything the writer needs to know about the call.
@@ -52,9 +51,7 @@ fn streaming(call: Call, out: CallOutput) -> http::Response<Body> {
         // (it applied to the handler that made it).
         Output::Single(b) => (Messages::One(Some(b)), None),
         Output::Stream(s) => (
-            Messages::Many(Box::pin(futures_util::StreamExt::catch_unwind(
-                std::panic::AssertUnwindSafe(s),
-            ))),
+            Messages::Many(s),
             call.deadline
                 .map(|d| Box::pin(tokio::time::sleep_until(d.into()))),
         ),
@@ -69,30 +66,17 @@ fn streaming(call: Call, out: CallOutput) -> http::Response<Body> {
         deadline,
         done: false,
         end: None,
+        spare: BytesMut::new(),
     };
     let mut res = http::Response::new(http_body_util::BodyExt::boxed_unsync(body));
     *res.headers_mut() = res_headers;
     res
 }
 
-/// A message from a handler's stream, or the panic that stopped it.
-type Caught = Result<Result<Encoded, Error>, Box<dyn std::any::Any + Send>>;
-
-type CaughtStream = Pin<Box<dyn Stream<Item = Caught> + Send>>;
-
 /// The messages of a response: one already encoded (unary), or a handler's stream.
 enum Messages {
     One(Option<Encoded>),
-    Many(CaughtStream),
-}
-
-impl Messages {
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Caught>> {
-        match self {
-            Messages::One(message) => Poll::Ready(message.take().map(|m| Ok(Ok(m)))),
-            Messages::Many(stream) => stream.as_mut().poll_next(cx),
-        }
-    }
+    Many(OutgoingStream),
 }
 
 /// The body of every enveloped response: frames each message as it comes, enforces the
@@ -108,12 +92,45 @@ struct ResponseBody {
     done: bool,
     /// The end of stream, made while gathering messages, to send after them.
     end: Option<Frame<Bytes>>,
+    /// What is left of the buffer the last chunk was split from: the next messages are
+    /// encoded into it (one allocation per batch of messages, not one per message).
+    spare: BytesMut,
 }
 
 /// The most bytes of ready messages gathered into one body chunk.
 const BATCH_LIMIT: usize = 32 * 1024;
+/// The batch buffer grows by this much when it has less than `MIN_ROOM` left.
+const BATCH_RESERVE: usize = 8 * 1024;
+const MIN_ROOM: usize = 512;
 
 impl ResponseBody {
+    /// The whole of a unary response body: its one message (framed without a copy) and the
+    /// protocol's end of stream, in one chunk when the end of stream is body data.
+    fn single(&mut self, message: Option<Encoded>) -> Frame<Bytes> {
+        let framed = match message.map(|m| self.writer.frame(m)) {
+            Some(Ok(framed)) => framed,
+            Some(Err(err)) => return self.finish(Some(err)),
+            None => return self.finish(None),
+        };
+        let chunk = match self.finish(None).into_data() {
+            Ok(data) if !self.content_type.is_text() => {
+                let mut gather = BytesMut::with_capacity(framed.len() + data.len());
+                gather.extend_from_slice(&framed);
+                gather.extend_from_slice(&data);
+                gather.freeze()
+            }
+            Ok(data) => {
+                self.end = Some(Frame::data(data));
+                framed
+            }
+            Err(end) => {
+                self.end = Some(end);
+                framed
+            }
+        };
+        Frame::data(self.content_type.body_chunk(chunk))
+    }
+
     fn finish(&mut self, error: Option<Error>) -> Frame<Bytes> {
         self.done = true;
         self.messages = None;
@@ -150,70 +167,72 @@ impl http_body::Body for ResponseBody {
             let err = Error::deadline_exceeded("the deadline expired while streaming the response");
             return Poll::Ready(Some(Ok(self.finish(Some(err)))));
         }
-        // Every message ready now goes out in one chunk (up to `BATCH_LIMIT`): a stream of
-        // small messages costs a few HTTP/2 DATA frames, not one (and one write) each.
-        let mut batch: Option<BytesMut> = None;
-        let mut first: Option<Bytes> = None;
+        let this = &mut *self;
+        if let Some(Messages::One(message)) = &mut this.messages {
+            let message = message.take();
+            return Poll::Ready(Some(Ok(this.single(message))));
+        }
+        // Every message ready now goes out in one chunk (up to `BATCH_LIMIT`), encoded in
+        // place: a stream of small messages costs a few HTTP/2 DATA frames, not one (and one
+        // write) each, and no allocation per message.
+        let mut batch = std::mem::take(&mut this.spare);
         loop {
-            let gathered =
-                first.as_ref().map_or(0, Bytes::len) + batch.as_ref().map_or(0, BytesMut::len);
-            if gathered >= BATCH_LIMIT {
+            if batch.len() >= BATCH_LIMIT {
                 break;
             }
-            let Some(messages) = self.messages.as_mut() else {
+            let Some(Messages::Many(messages)) = this.messages.as_mut() else {
                 break;
             };
-            let end = match messages.poll_next(cx) {
-                Poll::Pending if gathered == 0 => return Poll::Pending,
-                Poll::Pending => break,
-                Poll::Ready(None) => self.finish(None),
-                Poll::Ready(Some(Err(_panic))) => {
-                    self.finish(Some(Error::internal("handler panicked")))
+            if batch.capacity() - batch.len() < MIN_ROOM {
+                batch.reserve(BATCH_RESERVE);
+            }
+            let start = batch.len();
+            let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                messages.poll_encode(cx, &mut batch)
+            }));
+            let end = match polled {
+                Ok(Poll::Pending) if start == 0 => {
+                    this.spare = batch;
+                    return Poll::Pending;
                 }
-                Poll::Ready(Some(Ok(Err(err)))) => self.finish(Some(err)),
-                Poll::Ready(Some(Ok(Ok(encoded)))) => match self.writer.frame(encoded) {
-                    Ok(framed) => {
-                        match (&mut first, &mut batch) {
-                            (None, _) => first = Some(framed),
-                            (Some(head), None) => {
-                                let mut gather = BytesMut::with_capacity(head.len() + framed.len());
-                                gather.extend_from_slice(head);
-                                gather.extend_from_slice(&framed);
-                                batch = Some(gather);
-                            }
-                            (Some(_), Some(gather)) => gather.extend_from_slice(&framed),
-                        }
-                        continue;
+                Ok(Poll::Pending) => break,
+                Ok(Poll::Ready(None)) => this.finish(None),
+                Ok(Poll::Ready(Some(Ok(())))) => match this.writer.seal(&mut batch, start) {
+                    Ok(()) => continue,
+                    Err(err) => {
+                        batch.truncate(start);
+                        this.finish(Some(err))
                     }
-                    Err(err) => self.finish(Some(err)),
                 },
+                Ok(Poll::Ready(Some(Err(err)))) => {
+                    batch.truncate(start);
+                    this.finish(Some(err))
+                }
+                Err(_panic) => {
+                    batch.truncate(start);
+                    this.finish(Some(Error::internal("handler panicked")))
+                }
             };
             // The stream has ended: an end of stream in the body (Connect, gRPC-Web binary)
             // joins the batch; trailers (gRPC), or base64 text, follow it.
-            if gathered == 0 {
+            if batch.is_empty() {
+                this.spare = batch;
                 return Poll::Ready(Some(Ok(end)));
             }
             match end.into_data() {
-                Ok(data) if !self.content_type.is_text() => {
-                    let gather = batch.get_or_insert_with(|| {
-                        let head = first.take().unwrap_or_default();
-                        let mut gather = BytesMut::with_capacity(head.len() + data.len());
-                        gather.extend_from_slice(&head);
-                        gather
-                    });
-                    gather.extend_from_slice(&data);
-                }
-                Ok(data) => self.end = Some(Frame::data(data)),
-                Err(end) => self.end = Some(end),
+                Ok(data) if !this.content_type.is_text() => batch.extend_from_slice(&data),
+                Ok(data) => this.end = Some(Frame::data(data)),
+                Err(end) => this.end = Some(end),
             }
             break;
         }
-        let chunk = match (batch, first) {
-            (Some(gather), _) => gather.freeze(),
-            (None, Some(one)) => one,
-            (None, None) => return Poll::Ready(None),
-        };
-        Poll::Ready(Some(Ok(Frame::data(self.content_type.body_chunk(chunk)))))
+        if batch.is_empty() {
+            this.spare = batch;
+            return Poll::Ready(None);
+        }
+        let chunk = batch.split().freeze();
+        this.spare = batch;
+        Poll::Ready(Some(Ok(Frame::data(this.content_type.body_chunk(chunk)))))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -598,11 +598,35 @@ impl<M: Message> Stream for Streaming<M> {
 #[derive(Clone)]
 pub(crate) struct Encoded(BytesMut);
 
-/// A stream of encoded outgoing messages.
-pub(crate) type EncodedStream =
-    Pin<Box<dyn Stream<Item = Result<Encoded, Error>> + Send + 'static>>;
+/// A handler's outgoing messages, each encoded when the response body asks for it, straight
+/// into the body's buffer: a stream of small messages costs no allocation per message.
+pub(crate) trait Outgoing: Send {
+    /// Waits for the next message and appends it to `buf` after [`envelope::PREFIX_LEN`]
+    /// bytes of room for its frame prefix (which [`FrameWriter::seal`] fills). `Ready(None)`
+    /// at the end of the stream. On an error, `buf` may hold part of the message: the caller
+    /// cuts it off.
+    fn poll_encode(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<Option<Result<(), Error>>>;
+}
+
+/// A handler's outgoing messages, boxed.
+pub(crate) type OutgoingStream = Box<dyn Outgoing>;
 
 impl Encoded {
+    /// Appends `message`, encoded with `codec`, to `buf` after room for its frame prefix (the
+    /// [`Outgoing`] layout).
+    pub(crate) fn append<M: Message>(
+        codec: &CodecHandle,
+        message: &M,
+        buf: &mut BytesMut,
+    ) -> Result<(), Error> {
+        bytes::BufMut::put_bytes(buf, 0, envelope::PREFIX_LEN);
+        codec.encode_into(message, buf)
+    }
+
     /// Encodes `message` with `codec`.
     pub(crate) fn new<M: Message>(codec: &CodecHandle, message: &M) -> Result<Self, Error> {
         codec
@@ -643,8 +667,7 @@ pub(crate) struct FrameWriter {
 
 impl FrameWriter {
     /// Checks the send limit, then compresses the message if worthwhile (`None` when not).
-    fn compressed(&self, encoded: &Encoded) -> Result<Option<Vec<u8>>, Error> {
-        let message = encoded.message();
+    fn compressed(&self, message: &[u8]) -> Result<Option<Vec<u8>>, Error> {
         if message.len() > self.send_limit {
             return Err(Error::resource_exhausted(format!(
                 "message size {} exceeds the send limit of {} bytes",
@@ -663,10 +686,29 @@ impl FrameWriter {
         }
     }
 
+    /// Frames the message that [`Outgoing::poll_encode`] appended to `buf` at `start` (its
+    /// prefix's room, then the message) in place: fills in the prefix, or replaces the message
+    /// with its compressed envelope when compression is worthwhile.
+    pub(crate) fn seal(&self, buf: &mut BytesMut, start: usize) -> Result<(), Error> {
+        let message = &buf[start + envelope::PREFIX_LEN..];
+        match self.compressed(message)? {
+            Some(compressed) => {
+                buf.truncate(start);
+                envelope::encode(envelope::FLAG_COMPRESSED, &compressed, buf);
+            }
+            None => {
+                let len = u32::try_from(message.len()).unwrap_or(u32::MAX);
+                buf[start] = 0;
+                buf[start + 1..start + envelope::PREFIX_LEN].copy_from_slice(&len.to_be_bytes());
+            }
+        }
+        Ok(())
+    }
+
     /// An un-enveloped message (a Connect unary body), compressed if worthwhile; returns the
     /// bytes and whether they are compressed.
     pub(crate) fn compress(&self, encoded: Encoded) -> Result<(Bytes, bool), Error> {
-        Ok(match self.compressed(&encoded)? {
+        Ok(match self.compressed(encoded.message())? {
             Some(compressed) => (Bytes::from(compressed), true),
             None => (encoded.into_message(), false),
         })
@@ -674,7 +716,7 @@ impl FrameWriter {
 
     /// A message in its envelope, compressed if worthwhile.
     pub(crate) fn frame(&self, encoded: Encoded) -> Result<Bytes, Error> {
-        Ok(match self.compressed(&encoded)? {
+        Ok(match self.compressed(encoded.message())? {
             Some(compressed) => {
                 let mut out = BytesMut::with_capacity(envelope::PREFIX_LEN + compressed.len());
                 envelope::encode(envelope::FLAG_COMPRESSED, &compressed, &mut out);
