@@ -15,7 +15,7 @@ use crate::compression::Compression;
 use crate::handler::{CallOutput, Output};
 use crate::headers;
 use crate::protocol::ContentType;
-use crate::stream::{Body, Encoded, FrameWriter, OutgoingStream};
+use crate::stream::{BATCH_LIMIT, Body, Encoded, FrameWriter, OutgoingStream, make_room};
 use crate::{Code, Error};
 
 /// Everything the writer needs to know about the call.
@@ -97,12 +97,6 @@ struct ResponseBody {
     spare: BytesMut,
 }
 
-/// The most bytes of ready messages gathered into one body chunk.
-const BATCH_LIMIT: usize = 32 * 1024;
-/// The batch buffer grows by this much when it has less than `MIN_ROOM` left.
-const BATCH_RESERVE: usize = 8 * 1024;
-const MIN_ROOM: usize = 512;
-
 impl ResponseBody {
     /// The whole of a unary response body: its one message (framed without a copy) and the
     /// protocol's end of stream, in one chunk when the end of stream is body data.
@@ -183,9 +177,7 @@ impl http_body::Body for ResponseBody {
             let Some(Messages::Many(messages)) = this.messages.as_mut() else {
                 break;
             };
-            if batch.capacity() - batch.len() < MIN_ROOM {
-                batch.reserve(BATCH_RESERVE);
-            }
+            make_room(&mut batch);
             let start = batch.len();
             let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 messages.poll_encode(cx, &mut batch)

@@ -612,6 +612,18 @@ pub(crate) trait Outgoing: Send {
     ) -> Poll<Option<Result<(), Error>>>;
 }
 
+/// The most bytes of ready messages gathered into one body chunk (either half: a stream's
+/// response, a client stream's request).
+pub(crate) const BATCH_LIMIT: usize = 32 * 1024;
+
+/// Makes room in a batch buffer before encoding a message into it: grows it by 8 KiB when
+/// less than 512 bytes are left (a larger message reserves its own size as it is encoded).
+pub(crate) fn make_room(batch: &mut BytesMut) {
+    if batch.capacity() - batch.len() < 512 {
+        batch.reserve(8 * 1024);
+    }
+}
+
 /// A handler's outgoing messages, boxed.
 pub(crate) type OutgoingStream = Box<dyn Outgoing>;
 

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use ::http::header::{CONTENT_TYPE, HeaderValue};
 use ::http::{HeaderMap, Method, Uri};
-use bytes::Bytes;
+use std::task::Poll;
+
+use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use futures_util::StreamExt as _;
 
@@ -27,7 +29,7 @@ use crate::compression::{Compression, Registry};
 use crate::headers;
 use crate::interceptor::{EndGuard, Observers, fail};
 use crate::protocol::{ClientHead, ContentType, Protocol, connect};
-use crate::stream::{Body, Encoded, FrameWriter, Streaming, full_body};
+use crate::stream::{BATCH_LIMIT, Body, Encoded, FrameWriter, Streaming, full_body, make_room};
 use crate::{ConnectionInfo, Error, Idempotency, Response, Spec};
 
 #[cfg(feature = "client")]
@@ -1036,7 +1038,9 @@ where
     http_body_util::BodyExt::boxed_unsync(http_body_util::StreamBody::new(frames))
 }
 
-/// The body chunks of a streaming request: each message encoded, compressed and framed.
+/// The body chunks of a streaming request: each message encoded, compressed and framed, the
+/// messages ready together gathered into one chunk (up to [`BATCH_LIMIT`]) in a buffer reused
+/// between chunks.
 fn request_frames<Req: Message, S>(
     p: &Prepared,
     requests: S,
@@ -1046,14 +1050,61 @@ where
     S: Stream<Item = Req> + Send + 'static,
 {
     let (writer, ct) = (p.writer.clone(), p.content_type.clone());
-    requests.map(move |mut m| {
-        if let Some(o) = &observers {
+    let mut requests = Box::pin(requests);
+    let mut spare = BytesMut::new();
+    // An error met while gathering, sent after the messages gathered before it.
+    let mut failed: Option<Error> = None;
+    let mut done = false;
+    futures_util::stream::poll_fn(move |cx| {
+        if let Some(err) = failed.take() {
+            done = true;
+            return Poll::Ready(Some(Err(err)));
+        }
+        if done {
+            return Poll::Ready(None);
+        }
+        let mut batch = std::mem::take(&mut spare);
+        while batch.len() < BATCH_LIMIT {
+            let mut message = match requests.as_mut().poll_next(cx) {
+                Poll::Pending if batch.is_empty() => {
+                    spare = batch;
+                    return Poll::Pending;
+                }
+                Poll::Pending => break,
+                Poll::Ready(None) => {
+                    done = true;
+                    break;
+                }
+                Poll::Ready(Some(message)) => message,
+            };
+            make_room(&mut batch);
+            let start = batch.len();
             // A hook's rejection fails the body, cancelling the request; the caller sees the
             // hook's error (see `interceptor::fail`).
-            o.sent(&mut m)?;
+            let encoded = observers
+                .as_ref()
+                .map_or(Ok(()), |o| o.sent(&mut message))
+                .and_then(|()| Encoded::append(&writer.codec, &message, &mut batch))
+                .and_then(|()| writer.seal(&mut batch, start));
+            if let Err(err) = encoded {
+                batch.truncate(start);
+                failed = Some(err);
+                break;
+            }
         }
-        let encoded = writer.encode(&m)?;
-        frame_one(&writer, &ct, encoded)
+        if batch.is_empty() {
+            spare = batch;
+            return match failed.take() {
+                Some(err) => {
+                    done = true;
+                    Poll::Ready(Some(Err(err)))
+                }
+                None => Poll::Ready(None),
+            };
+        }
+        let chunk = batch.split().freeze();
+        spare = batch;
+        Poll::Ready(Some(Ok(ct.body_chunk(chunk))))
     })
 }
 
