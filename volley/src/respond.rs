@@ -15,7 +15,7 @@ use crate::compression::Compression;
 use crate::handler::{CallOutput, Output};
 use crate::headers;
 use crate::protocol::ContentType;
-use crate::stream::{BATCH_LIMIT, Body, Encoded, FrameWriter, OutgoingStream, make_room};
+use crate::stream::{Batch, Body, Encoded, FrameWriter, OutgoingStream};
 use crate::{Code, Error};
 
 /// Everything the writer needs to know about the call.
@@ -66,7 +66,7 @@ fn streaming(call: Call, out: CallOutput) -> http::Response<Body> {
         deadline,
         done: false,
         end: None,
-        spare: BytesMut::new(),
+        batch: Batch::default(),
     };
     let mut res = http::Response::new(http_body_util::BodyExt::boxed_unsync(body));
     *res.headers_mut() = res_headers;
@@ -92,9 +92,8 @@ struct ResponseBody {
     done: bool,
     /// The end of stream, made while gathering messages, to send after them.
     end: Option<Frame<Bytes>>,
-    /// What is left of the buffer the last chunk was split from: the next messages are
-    /// encoded into it (one allocation per batch of messages, not one per message).
-    spare: BytesMut,
+    /// The stream's messages ready together, gathered into one chunk.
+    batch: Batch,
 }
 
 impl ResponseBody {
@@ -169,62 +168,39 @@ impl http_body::Body for ResponseBody {
         // Every message ready now goes out in one chunk (up to `BATCH_LIMIT`), encoded in
         // place: a stream of small messages costs a few HTTP/2 DATA frames, not one (and one
         // write) each, and no allocation per message.
-        let mut batch = std::mem::take(&mut this.spare);
-        loop {
-            if batch.len() >= BATCH_LIMIT {
-                break;
-            }
+        while !this.batch.is_full() {
             let Some(Messages::Many(messages)) = this.messages.as_mut() else {
                 break;
             };
-            make_room(&mut batch);
-            let start = batch.len();
-            let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                messages.poll_encode(cx, &mut batch)
-            }));
+            let polled = this.batch.push(&this.writer, |buf| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    messages.poll_encode(cx, buf)
+                }))
+                .unwrap_or_else(|_panic| {
+                    Poll::Ready(Some(Err(Error::internal("handler panicked"))))
+                })
+            });
             let end = match polled {
-                Ok(Poll::Pending) if start == 0 => {
-                    this.spare = batch;
-                    return Poll::Pending;
-                }
-                Ok(Poll::Pending) => break,
-                Ok(Poll::Ready(None)) => this.finish(None),
-                Ok(Poll::Ready(Some(Ok(())))) => match this.writer.seal(&mut batch, start) {
-                    Ok(()) => continue,
-                    Err(err) => {
-                        batch.truncate(start);
-                        this.finish(Some(err))
-                    }
-                },
-                Ok(Poll::Ready(Some(Err(err)))) => {
-                    batch.truncate(start);
-                    this.finish(Some(err))
-                }
-                Err(_panic) => {
-                    batch.truncate(start);
-                    this.finish(Some(Error::internal("handler panicked")))
-                }
+                Poll::Pending if this.batch.is_empty() => return Poll::Pending,
+                Poll::Pending => break,
+                Poll::Ready(Some(Ok(()))) => continue,
+                Poll::Ready(None) => this.finish(None),
+                Poll::Ready(Some(Err(err))) => this.finish(Some(err)),
             };
             // The stream has ended: an end of stream in the body (Connect, gRPC-Web binary)
             // joins the batch; trailers (gRPC), or base64 text, follow it.
-            if batch.is_empty() {
-                this.spare = batch;
+            if this.batch.is_empty() {
                 return Poll::Ready(Some(Ok(end)));
             }
             match end.into_data() {
-                Ok(data) if !this.content_type.is_text() => batch.extend_from_slice(&data),
+                Ok(data) if !this.content_type.is_text() => this.batch.extend(&data),
                 Ok(data) => this.end = Some(Frame::data(data)),
                 Err(end) => this.end = Some(end),
             }
             break;
         }
-        if batch.is_empty() {
-            this.spare = batch;
-            return Poll::Ready(None);
-        }
-        let chunk = batch.split().freeze();
-        this.spare = batch;
-        Poll::Ready(Some(Ok(Frame::data(this.content_type.body_chunk(chunk)))))
+        let chunk = this.batch.take();
+        Poll::Ready(chunk.map(|chunk| Ok(Frame::data(this.content_type.body_chunk(chunk)))))
     }
 
     fn is_end_stream(&self) -> bool {

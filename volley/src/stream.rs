@@ -616,11 +616,62 @@ pub(crate) trait Outgoing: Send {
 /// response, a client stream's request).
 pub(crate) const BATCH_LIMIT: usize = 32 * 1024;
 
-/// Makes room in a batch buffer before encoding a message into it: grows it by 8 KiB when
-/// less than 512 bytes are left (a larger message reserves its own size as it is encoded).
-pub(crate) fn make_room(batch: &mut BytesMut) {
-    if batch.capacity() - batch.len() < 512 {
-        batch.reserve(8 * 1024);
+/// The messages of a stream that are ready together, each encoded and framed in place into
+/// one buffer, then taken as one body chunk; the buffer's unused tail is kept for the next
+/// chunk, so a stream of small messages costs one allocation per batch, not one per message.
+#[derive(Default)]
+pub(crate) struct Batch {
+    buf: BytesMut,
+}
+
+impl Batch {
+    /// Whether the batch has reached [`BATCH_LIMIT`] and should go out before more is added.
+    pub(crate) fn is_full(&self) -> bool {
+        self.buf.len() >= BATCH_LIMIT
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Adds the next message: `encode` appends it in the [`Outgoing`] layout (room for the
+    /// prefix, then the message) and says whether it did; the message is then framed in place
+    /// by `writer` (compressed when worthwhile, the send limit checked). On an error, or when
+    /// there is no message (`Pending`, `Ready(None)`), the batch is left as it was.
+    pub(crate) fn push(
+        &mut self,
+        writer: &FrameWriter,
+        encode: impl FnOnce(&mut BytesMut) -> Poll<Option<Result<(), Error>>>,
+    ) -> Poll<Option<Result<(), Error>>> {
+        // Grow by 8 KiB when less than 512 bytes are left; a larger message reserves its own
+        // size as it is encoded.
+        if self.buf.capacity() - self.buf.len() < 512 {
+            self.buf.reserve(8 * 1024);
+        }
+        let start = self.buf.len();
+        let pushed = match encode(&mut self.buf) {
+            Poll::Ready(Some(Ok(()))) => writer.seal(&mut self.buf, start),
+            Poll::Ready(Some(Err(err))) => Err(err),
+            other => {
+                self.buf.truncate(start);
+                return other;
+            }
+        };
+        if pushed.is_err() {
+            self.buf.truncate(start);
+        }
+        Poll::Ready(Some(pushed))
+    }
+
+    /// Appends bytes already framed (a body's end of stream).
+    pub(crate) fn extend(&mut self, framed: &[u8]) {
+        self.buf.extend_from_slice(framed);
+    }
+
+    /// The batch as one chunk, `None` when empty; the batch starts again, empty, in what is
+    /// left of the buffer.
+    pub(crate) fn take(&mut self) -> Option<Bytes> {
+        (!self.buf.is_empty()).then(|| self.buf.split().freeze())
     }
 }
 
@@ -701,7 +752,7 @@ impl FrameWriter {
     /// Frames the message that [`Outgoing::poll_encode`] appended to `buf` at `start` (its
     /// prefix's room, then the message) in place: fills in the prefix, or replaces the message
     /// with its compressed envelope when compression is worthwhile.
-    pub(crate) fn seal(&self, buf: &mut BytesMut, start: usize) -> Result<(), Error> {
+    fn seal(&self, buf: &mut BytesMut, start: usize) -> Result<(), Error> {
         let message = &buf[start + envelope::PREFIX_LEN..];
         match self.compressed(message)? {
             Some(compressed) => {

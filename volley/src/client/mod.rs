@@ -20,7 +20,7 @@ use ::http::header::{CONTENT_TYPE, HeaderValue};
 use ::http::{HeaderMap, Method, Uri};
 use std::task::Poll;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_core::Stream;
 use futures_util::StreamExt as _;
 
@@ -29,7 +29,7 @@ use crate::compression::{Compression, Registry};
 use crate::headers;
 use crate::interceptor::{EndGuard, Observers, fail};
 use crate::protocol::{ClientHead, ContentType, Protocol, connect};
-use crate::stream::{BATCH_LIMIT, Body, Encoded, FrameWriter, Streaming, full_body, make_room};
+use crate::stream::{Batch, Body, Encoded, FrameWriter, Streaming, full_body};
 use crate::{ConnectionInfo, Error, Idempotency, Response, Spec};
 
 #[cfg(feature = "client")]
@@ -1039,7 +1039,7 @@ where
 }
 
 /// The body chunks of a streaming request: each message encoded, compressed and framed, the
-/// messages ready together gathered into one chunk (up to [`BATCH_LIMIT`]) in a buffer reused
+/// messages ready together gathered into one chunk (up to [`crate::stream::BATCH_LIMIT`]) in a buffer reused
 /// between chunks.
 fn request_frames<Req: Message, S>(
     p: &Prepared,
@@ -1051,7 +1051,7 @@ where
 {
     let (writer, ct) = (p.writer.clone(), p.content_type.clone());
     let mut requests = Box::pin(requests);
-    let mut spare = BytesMut::new();
+    let mut batch = Batch::default();
     // An error met while gathering, sent after the messages gathered before it.
     let mut failed: Option<Error> = None;
     let mut done = false;
@@ -1063,13 +1063,9 @@ where
         if done {
             return Poll::Ready(None);
         }
-        let mut batch = std::mem::take(&mut spare);
-        while batch.len() < BATCH_LIMIT {
+        while !batch.is_full() {
             let mut message = match requests.as_mut().poll_next(cx) {
-                Poll::Pending if batch.is_empty() => {
-                    spare = batch;
-                    return Poll::Pending;
-                }
+                Poll::Pending if batch.is_empty() => return Poll::Pending,
                 Poll::Pending => break,
                 Poll::Ready(None) => {
                     done = true;
@@ -1077,34 +1073,27 @@ where
                 }
                 Poll::Ready(Some(message)) => message,
             };
-            make_room(&mut batch);
-            let start = batch.len();
             // A hook's rejection fails the body, cancelling the request; the caller sees the
             // hook's error (see `interceptor::fail`).
-            let encoded = observers
-                .as_ref()
-                .map_or(Ok(()), |o| o.sent(&mut message))
-                .and_then(|()| Encoded::append(&writer.codec, &message, &mut batch))
-                .and_then(|()| writer.seal(&mut batch, start));
-            if let Err(err) = encoded {
-                batch.truncate(start);
+            let pushed = batch.push(&writer, |buf| {
+                let encoded = observers
+                    .as_ref()
+                    .map_or(Ok(()), |o| o.sent(&mut message))
+                    .and_then(|()| Encoded::append(&writer.codec, &message, buf));
+                Poll::Ready(Some(encoded))
+            });
+            if let Poll::Ready(Some(Err(err))) = pushed {
                 failed = Some(err);
                 break;
             }
         }
-        if batch.is_empty() {
-            spare = batch;
-            return match failed.take() {
-                Some(err) => {
-                    done = true;
-                    Poll::Ready(Some(Err(err)))
-                }
-                None => Poll::Ready(None),
-            };
+        match batch.take() {
+            Some(chunk) => Poll::Ready(Some(Ok(ct.body_chunk(chunk)))),
+            None => Poll::Ready(failed.take().map(|err| {
+                done = true;
+                Err(err)
+            })),
         }
-        let chunk = batch.split().freeze();
-        spare = batch;
-        Poll::Ready(Some(Ok(ct.body_chunk(chunk))))
     })
 }
 
