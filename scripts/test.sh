@@ -42,7 +42,10 @@ if [ "$QUICK" = 0 ] && [ -x scripts/install-peers.sh ]; then
   step "install peers (apt, npm ci, pip venv)" scripts/install-peers.sh
 fi
 step "build test binaries" cargo test --workspace --no-run
-step "benchmark binaries build (not run)" cargo build -p volley-benches --benches --bins
+# In the dev profile: the point is that they compile and link, and the test build above has
+# already built their dependencies that way (a release build of tonic, connectrpc and
+# criterion would add minutes).
+step "benchmark binaries build (not run)" cargo build -p volley-benches --benches --bins --profile dev
 step "unit, property and black-box tests" cargo test --workspace
 step "doc tests" cargo test --workspace --doc
 # One build for both variants (they are separate binaries): the view-handler server and the
