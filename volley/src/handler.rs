@@ -77,29 +77,36 @@ fn call_info(input: &CallInput) -> CallInfo {
 }
 
 /// Reads exactly one message from a unary request.
-async fn single(input: Input, spec: &Spec) -> Result<Bytes, Error> {
-    match input {
-        Input::Single(b) => Ok(b),
-        Input::Envelopes(mut reader) => {
-            let first = std::future::poll_fn(|cx| reader.poll_message(cx))
-                .await
-                .transpose()?
-                .ok_or_else(|| {
-                    Error::unimplemented(format!(
-                        "unary request for {} has zero messages",
+///
+/// A future that holds the input once: an `async fn` would keep the reader twice in its state
+/// (the argument and the binding it is matched into), and every unary gRPC call's boxed
+/// future holds this one.
+fn single(input: Input, spec: &Spec) -> impl Future<Output = Result<Bytes, Error>> + Send + '_ {
+    let mut input = input;
+    let mut first = None;
+    std::future::poll_fn(move |cx| match &mut input {
+        Input::Single(bytes) => std::task::Poll::Ready(Ok(std::mem::take(bytes))),
+        Input::Envelopes(reader) => loop {
+            match std::task::ready!(reader.poll_message(cx)) {
+                Some(Ok(message)) if first.is_none() => first = Some(message),
+                Some(Ok(_)) => {
+                    return std::task::Poll::Ready(Err(Error::unimplemented(format!(
+                        "unary request for {} has multiple messages",
                         spec.procedure
-                    ))
-                })?;
-            let second = std::future::poll_fn(|cx| reader.poll_message(cx)).await;
-            if second.transpose()?.is_some() {
-                return Err(Error::unimplemented(format!(
-                    "unary request for {} has multiple messages",
-                    spec.procedure
-                )));
+                    ))));
+                }
+                Some(Err(err)) => return std::task::Poll::Ready(Err(err)),
+                None => {
+                    return std::task::Poll::Ready(first.take().ok_or_else(|| {
+                        Error::unimplemented(format!(
+                            "unary request for {} has zero messages",
+                            spec.procedure
+                        ))
+                    }));
+                }
             }
-            Ok(first)
-        }
-    }
+        },
+    })
 }
 
 fn into_stream(input: Input) -> RawStream {
