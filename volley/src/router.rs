@@ -579,29 +579,24 @@ impl Inner {
     ) -> impl Future<Output = http::Response<Body>> + Send + 'a {
         async move {
             let input = if p.ct.is_unenveloped() {
-                match self
-                    .read_unary_body(p.body, p.head.request_compression.as_ref())
+                self.read_unary_body(p.body, p.head.request_compression.as_ref())
                     .await
-                {
-                    Ok(bytes) => Input::Single(bytes),
-                    Err(err) => {
-                        let mut response = p.ct.immediate_error(&err);
-                        self.decorate(origin, &mut response);
-                        return response;
-                    }
-                }
+                    .map(Input::Single)
             } else {
                 let source =
                     FrameSource::new(p.body, self.receive_limit, p.ct.is_text(), body_error)
                         .with_budget(self.budget.as_ref());
-                Input::Envelopes(FrameReader::new(
+                Ok(Input::Envelopes(FrameReader::new(
                     source,
                     p.head.request_compression.clone(),
                     self.receive_limit,
                     0,
-                ))
+                )))
             };
-            let mut response = self.call(&p.route, p.ct, p.head, p.parts, input).await;
+            let mut response = match input {
+                Ok(input) => self.call(&p.route, p.ct, p.head, p.parts, input).await,
+                Err(err) => p.ct.immediate_error(&err),
+            };
             self.decorate(origin, &mut response);
             response
         }
