@@ -123,3 +123,32 @@ async fn tcp_options_are_set_on_the_accepted_and_the_dialed_socket() -> anyhow::
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn the_server_turns_tcp_keepalive_on_by_default() -> anyhow::Result<()> {
+    let router = Router::new().unary(ECHO, |request: Request<StringValue>| async move {
+        Ok(Response::new(request.into_message()))
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let server_addr = listener.local_addr()?;
+    tokio::spawn(Server::from_listener(listener).serve(router));
+    let client = Client::new(ClientConfig::new(format!("http://{server_addr}"))?)?;
+    let reply = client
+        .unary::<_, StringValue>(ECHO, StringValue::from("x"), CallOptions::new())
+        .await?;
+    let info = reply
+        .connection()
+        .expect("the transport reports its connection");
+    let (local, remote) = (info.local_addr.unwrap(), info.remote_addr.unwrap());
+    check(
+        "server, defaults",
+        &socket(remote, local)?,
+        true,
+        Some(volley::server::DEFAULT_TCP_KEEPALIVE),
+    )?;
+    assert_eq!(
+        volley::server::DEFAULT_TCP_KEEPALIVE,
+        Duration::from_secs(60)
+    );
+    Ok(())
+}

@@ -175,7 +175,7 @@ fn transport_config(limits: &Limits) -> quinn::TransportConfig {
     ));
     // QUIC's own idle timeout is about packets, not calls: keepalive pings (when on) keep a
     // connection with long calls alive, and a dead peer is found after interval + timeout.
-    let idle = match limits.keepalive {
+    let idle = match limits.quic_keepalive {
         Some((interval, timeout)) => {
             transport.keep_alive_interval(Some(interval));
             interval + timeout
