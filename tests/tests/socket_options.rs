@@ -74,6 +74,25 @@ fn check(
     Ok(())
 }
 
+/// One echo call through a client of `config`: the client (keeping its pooled connection
+/// open) and the (local, remote) addresses of the connection it used.
+async fn echo_once(
+    config: ClientConfig,
+) -> anyhow::Result<(
+    Client<volley::client::HttpTransport>,
+    SocketAddr,
+    SocketAddr,
+)> {
+    let client = Client::new(config)?;
+    let reply = client
+        .unary::<_, StringValue>(ECHO, StringValue::from("x"), CallOptions::new())
+        .await?;
+    let info = reply
+        .connection()
+        .expect("the transport reports its connection");
+    Ok((client, info.local_addr.unwrap(), info.remote_addr.unwrap()))
+}
+
 #[tokio::test]
 async fn tcp_options_are_set_on_the_accepted_and_the_dialed_socket() -> anyhow::Result<()> {
     let router = Router::new().unary(ECHO, |request: Request<StringValue>| async move {
@@ -96,14 +115,7 @@ async fn tcp_options_are_set_on_the_accepted_and_the_dialed_socket() -> anyhow::
                 .protocol(protocol)
                 .tcp_nodelay(nodelay)
                 .tcp_keepalive(keepalive);
-            let client = Client::new(config)?;
-            let reply = client
-                .unary::<_, StringValue>(ECHO, StringValue::from("x"), CallOptions::new())
-                .await?;
-            let info = reply
-                .connection()
-                .expect("the transport reports its connection");
-            let (local, remote) = (info.local_addr.unwrap(), info.remote_addr.unwrap());
+            let (_client, local, remote) = echo_once(config).await?;
             assert_eq!(remote, server_addr);
             // The pooled connection is still open on both ends.
             let case = format!("{protocol:?}, nodelay {nodelay}, keepalive {keepalive:?}");
@@ -132,14 +144,8 @@ async fn the_server_turns_tcp_keepalive_on_by_default() -> anyhow::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let server_addr = listener.local_addr()?;
     tokio::spawn(Server::from_listener(listener).serve(router));
-    let client = Client::new(ClientConfig::new(format!("http://{server_addr}"))?)?;
-    let reply = client
-        .unary::<_, StringValue>(ECHO, StringValue::from("x"), CallOptions::new())
-        .await?;
-    let info = reply
-        .connection()
-        .expect("the transport reports its connection");
-    let (local, remote) = (info.local_addr.unwrap(), info.remote_addr.unwrap());
+    let (_client, local, remote) =
+        echo_once(ClientConfig::new(format!("http://{server_addr}"))?).await?;
     check(
         "server, defaults",
         &socket(remote, local)?,
