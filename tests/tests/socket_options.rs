@@ -60,16 +60,25 @@ fn socket(local: SocketAddr, peer: SocketAddr) -> anyhow::Result<socket2::Socket
         .ok_or_else(|| anyhow::anyhow!("no socket {local} -> {peer} in this process"))
 }
 
+/// TCP keepalive as a socket should have it: idle time, probe interval, probe count.
+type Keepalive = Option<(Duration, Duration, u32)>;
+
 fn check(
     side: &str,
     s: &socket2::Socket,
     nodelay: bool,
-    keepalive: Option<Duration>,
+    keepalive: Keepalive,
 ) -> anyhow::Result<()> {
     assert_eq!(s.tcp_nodelay()?, nodelay, "{side}: TCP_NODELAY");
     assert_eq!(s.keepalive()?, keepalive.is_some(), "{side}: SO_KEEPALIVE");
-    if let Some(idle) = keepalive {
+    if let Some((idle, interval, retries)) = keepalive {
         assert_eq!(s.tcp_keepalive_time()?, idle, "{side}: TCP_KEEPIDLE");
+        assert_eq!(
+            s.tcp_keepalive_interval()?,
+            interval,
+            "{side}: TCP_KEEPINTVL"
+        );
+        assert_eq!(s.tcp_keepalive_retries()?, retries, "{side}: TCP_KEEPCNT");
     }
     Ok(())
 }
@@ -98,38 +107,58 @@ async fn tcp_options_are_set_on_the_accepted_and_the_dialed_socket() -> anyhow::
     let router = Router::new().unary(ECHO, |request: Request<StringValue>| async move {
         Ok(Response::new(request.into_message()))
     });
+    // (nodelay, keepalive idle, probe interval and count set explicitly or left at defaults)
     let cases = [
-        (false, Some(Duration::from_secs(7))),
-        (true, None),
-        (true, Some(Duration::from_secs(42))),
+        (
+            false,
+            Some(Duration::from_secs(7)),
+            Some((Duration::from_secs(3), 2)),
+        ),
+        (true, None, None),
+        (true, Some(Duration::from_secs(42)), None),
     ];
-    for (nodelay, keepalive) in cases {
+    for (nodelay, idle, probes) in cases {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let server_addr = listener.local_addr()?;
-        let server = Server::from_listener(listener)
+        let mut server = Server::from_listener(listener)
             .tcp_nodelay(nodelay)
-            .tcp_keepalive(keepalive);
+            .tcp_keepalive(idle);
+        if let Some((interval, retries)) = probes {
+            server = server
+                .tcp_keepalive_interval(Some(interval))
+                .tcp_keepalive_retries(Some(retries));
+        }
         tokio::spawn(server.serve(router.clone()));
+        let (interval, retries) = probes.unwrap_or((
+            volley::server::DEFAULT_TCP_KEEPALIVE_INTERVAL,
+            volley::server::DEFAULT_TCP_KEEPALIVE_RETRIES,
+        ));
+        let expected = idle.map(|idle| (idle, interval, retries));
         for protocol in [Protocol::Connect, Protocol::Grpc] {
-            let config = ClientConfig::new(format!("http://{server_addr}"))?
+            let mut config = ClientConfig::new(format!("http://{server_addr}"))?
                 .protocol(protocol)
                 .tcp_nodelay(nodelay)
-                .tcp_keepalive(keepalive);
+                .tcp_keepalive(idle);
+            if let Some((interval, retries)) = probes {
+                config = config
+                    .tcp_keepalive_interval(Some(interval))
+                    .tcp_keepalive_retries(Some(retries));
+            }
             let (_client, local, remote) = echo_once(config).await?;
             assert_eq!(remote, server_addr);
             // The pooled connection is still open on both ends.
-            let case = format!("{protocol:?}, nodelay {nodelay}, keepalive {keepalive:?}");
+            let case = format!("{protocol:?}, nodelay {nodelay}, keepalive {expected:?}");
             check(
                 &format!("client, {case}"),
                 &socket(local, remote)?,
                 nodelay,
-                keepalive,
+                expected,
             )?;
             check(
                 &format!("server, {case}"),
                 &socket(remote, local)?,
                 nodelay,
-                keepalive,
+                expected,
             )?;
         }
     }
@@ -150,11 +179,27 @@ async fn the_server_turns_tcp_keepalive_on_by_default() -> anyhow::Result<()> {
         "server, defaults",
         &socket(remote, local)?,
         true,
-        Some(volley::server::DEFAULT_TCP_KEEPALIVE),
+        Some((
+            volley::server::DEFAULT_TCP_KEEPALIVE,
+            volley::server::DEFAULT_TCP_KEEPALIVE_INTERVAL,
+            volley::server::DEFAULT_TCP_KEEPALIVE_RETRIES,
+        )),
     )?;
+    // The documented defaults: a vanished peer is dropped 60 s + 4 x 15 s after it went quiet.
     assert_eq!(
-        volley::server::DEFAULT_TCP_KEEPALIVE,
-        Duration::from_secs(60)
+        (
+            volley::server::DEFAULT_TCP_KEEPALIVE,
+            volley::server::DEFAULT_TCP_KEEPALIVE_INTERVAL,
+            volley::server::DEFAULT_TCP_KEEPALIVE_RETRIES,
+        ),
+        (Duration::from_secs(60), Duration::from_secs(15), 4)
+    );
+    assert_eq!(
+        (
+            volley::client::DEFAULT_CLIENT_TCP_KEEPALIVE_INTERVAL,
+            volley::client::DEFAULT_CLIENT_TCP_KEEPALIVE_RETRIES,
+        ),
+        (Duration::from_secs(15), 4)
     );
     Ok(())
 }

@@ -51,6 +51,12 @@ pub const DEFAULT_CLIENT_MAX_FRAME_SIZE: u32 = 16 * 1024;
 /// Default largest response header list the client accepts
 /// ([`ClientConfig::max_header_list_size`]), hyper's: 16 KiB.
 pub const DEFAULT_CLIENT_MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
+/// Default time between unanswered TCP keepalive probes of the client
+/// ([`ClientConfig::tcp_keepalive_interval`]), the server's: 15 s.
+pub const DEFAULT_CLIENT_TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// Default unanswered TCP keepalive probes after which the client drops a connection
+/// ([`ClientConfig::tcp_keepalive_retries`]), the server's: 4.
+pub const DEFAULT_CLIENT_TCP_KEEPALIVE_RETRIES: u32 = 4;
 
 #[derive(Clone)]
 pub(crate) struct HttpSettings {
@@ -69,6 +75,8 @@ pub(crate) struct HttpSettings {
     max_header_list_size: u32,
     tcp_nodelay: bool,
     tcp_keepalive: Option<Duration>,
+    tcp_keepalive_interval: Option<Duration>,
+    tcp_keepalive_retries: Option<u32>,
     pub(crate) dial: Dial,
 }
 
@@ -90,6 +98,8 @@ impl Default for HttpSettings {
             max_header_list_size: DEFAULT_CLIENT_MAX_HEADER_LIST_SIZE,
             tcp_nodelay: true,
             tcp_keepalive: None,
+            tcp_keepalive_interval: Some(DEFAULT_CLIENT_TCP_KEEPALIVE_INTERVAL),
+            tcp_keepalive_retries: Some(DEFAULT_CLIENT_TCP_KEEPALIVE_RETRIES),
             dial: Dial::Tcp,
         }
     }
@@ -110,6 +120,8 @@ impl std::fmt::Debug for HttpSettings {
             .field("max_header_list_size", &self.max_header_list_size)
             .field("tcp_nodelay", &self.tcp_nodelay)
             .field("tcp_keepalive", &self.tcp_keepalive)
+            .field("tcp_keepalive_interval", &self.tcp_keepalive_interval)
+            .field("tcp_keepalive_retries", &self.tcp_keepalive_retries)
             .field("dial", &self.dial)
             .finish_non_exhaustive()
     }
@@ -234,6 +246,22 @@ impl ClientConfig {
     /// (default `None`, off).
     pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
         self.http.tcp_keepalive = idle;
+        self
+    }
+
+    /// Time between unanswered TCP keepalive probes once [`tcp_keepalive`](Self::tcp_keepalive)
+    /// is on (default [`DEFAULT_CLIENT_TCP_KEEPALIVE_INTERVAL`], 15 s; `None` leaves the
+    /// system's, 75 s on Linux).
+    pub fn tcp_keepalive_interval(mut self, interval: Option<Duration>) -> Self {
+        self.http.tcp_keepalive_interval = interval;
+        self
+    }
+
+    /// Unanswered TCP keepalive probes after which the connection is dropped, once
+    /// [`tcp_keepalive`](Self::tcp_keepalive) is on (default
+    /// [`DEFAULT_CLIENT_TCP_KEEPALIVE_RETRIES`], 4; `None` leaves the system's, 9 on Linux).
+    pub fn tcp_keepalive_retries(mut self, retries: Option<u32>) -> Self {
+        self.http.tcp_keepalive_retries = retries;
         self
     }
 
@@ -375,6 +403,12 @@ impl HttpTransport {
         http.enforce_http(false);
         http.set_nodelay(settings.tcp_nodelay);
         http.set_keepalive(settings.tcp_keepalive);
+        // hyper-util turns keepalive on when any of the three is set: the probe settings
+        // only go with an idle time.
+        if settings.tcp_keepalive.is_some() {
+            http.set_keepalive_interval(settings.tcp_keepalive_interval);
+            http.set_keepalive_retries(settings.tcp_keepalive_retries);
+        }
         http.set_connect_timeout(Some(settings.connect_timeout));
         let dial = (dial, settings.connect_timeout);
         #[cfg(feature = "tls")]

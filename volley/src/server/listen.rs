@@ -121,9 +121,62 @@ fn configure_tcp(stream: &TcpStream, limits: &Limits) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
     if let Some(idle) = limits.tcp_keepalive {
-        let keepalive = socket2::TcpKeepalive::new().with_time(idle);
+        let keepalive = tcp_keepalive(
+            idle,
+            limits.tcp_keepalive_interval,
+            limits.tcp_keepalive_retries,
+        );
         if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive) {
             tracing::debug!(error = %e, "cannot set TCP keepalive");
         }
     }
+}
+
+/// TCP keepalive settings: probes after `idle`, then every `interval`, `retries` of them
+/// unanswered dropping the connection (`None`: the system's; ignored where the platform has
+/// no per-socket setting).
+#[cfg_attr(
+    not(any(
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "fuchsia",
+        target_os = "illumos",
+        target_os = "ios",
+        target_os = "linux",
+        target_os = "macos",
+        target_os = "netbsd",
+        target_os = "tvos",
+        target_os = "watchos",
+        target_os = "windows",
+    )),
+    allow(unused_variables, unused_mut)
+)]
+fn tcp_keepalive(
+    idle: std::time::Duration,
+    interval: Option<std::time::Duration>,
+    retries: Option<u32>,
+) -> socket2::TcpKeepalive {
+    let mut keepalive = socket2::TcpKeepalive::new().with_time(idle);
+    #[cfg(any(
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "fuchsia",
+        target_os = "illumos",
+        target_os = "ios",
+        target_os = "linux",
+        target_os = "macos",
+        target_os = "netbsd",
+        target_os = "tvos",
+        target_os = "watchos",
+        target_os = "windows",
+    ))]
+    {
+        if let Some(interval) = interval {
+            keepalive = keepalive.with_interval(interval);
+        }
+        if let Some(retries) = retries {
+            keepalive = keepalive.with_retries(retries);
+        }
+    }
+    keepalive
 }

@@ -53,6 +53,11 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Default idle time before TCP keepalive probes start on accepted TCP connections
 /// ([`Server::tcp_keepalive`]).
 pub const DEFAULT_TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+/// Default time between unanswered TCP keepalive probes ([`Server::tcp_keepalive_interval`]).
+pub const DEFAULT_TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// Default number of unanswered TCP keepalive probes after which the kernel drops the
+/// connection ([`Server::tcp_keepalive_retries`]).
+pub const DEFAULT_TCP_KEEPALIVE_RETRIES: u32 = 4;
 /// Default time a request body may make no progress while read
 /// ([`Server::body_progress_timeout`]).
 pub const DEFAULT_BODY_PROGRESS_TIMEOUT: Duration = Duration::from_secs(30);
@@ -109,6 +114,7 @@ const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// | [`max_frame_size`](Self::max_frame_size) | 16 KiB | the HTTP/2 minimum |
 /// | [`max_header_list_size`](Self::max_header_list_size) | 16 KiB | hyper's; larger request headers are refused |
 /// | [`tcp_nodelay`](Self::tcp_nodelay) / [`tcp_keepalive`](Self::tcp_keepalive) | on / probes after 60 s idle | on accepted TCP connections; Go's listeners turn TCP keepalive on too, so a peer that vanished mid-stream is found without HTTP/2 pings |
+/// | [`tcp_keepalive_interval`](Self::tcp_keepalive_interval) / [`tcp_keepalive_retries`](Self::tcp_keepalive_retries) | 15 s / 4 | a connection whose peer stopped answering is dropped two minutes after it went quiet, where Linux's defaults (75 s, 9 probes) take over twelve |
 ///
 /// Serve a [`Router`] behind tower layers with [`serve_service`](Self::serve_service), on a
 /// Unix socket with [`bind_unix`](Self::bind_unix), from your own listener with
@@ -162,6 +168,8 @@ struct Limits {
     h2: H2Settings,
     tcp_nodelay: bool,
     tcp_keepalive: Option<Duration>,
+    tcp_keepalive_interval: Option<Duration>,
+    tcp_keepalive_retries: Option<u32>,
 }
 
 /// The HTTP/2 settings beyond the limits above.
@@ -244,6 +252,8 @@ impl Server {
                 },
                 tcp_nodelay: true,
                 tcp_keepalive: Some(DEFAULT_TCP_KEEPALIVE),
+                tcp_keepalive_interval: Some(DEFAULT_TCP_KEEPALIVE_INTERVAL),
+                tcp_keepalive_retries: Some(DEFAULT_TCP_KEEPALIVE_RETRIES),
             },
             #[cfg(feature = "http3")]
             http3: http3::Http3Settings::default(),
@@ -435,6 +445,24 @@ impl Server {
     /// [`keepalive`](Self::keepalive) pings are the heavier alternative.
     pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
         self.limits.tcp_keepalive = idle;
+        self
+    }
+
+    /// Time between TCP keepalive probes that go unanswered (default
+    /// [`DEFAULT_TCP_KEEPALIVE_INTERVAL`], 15 s; `None` leaves the system's, 75 s on Linux).
+    /// Applies where the platform lets a socket set it (Linux, Android, the BSDs, macOS and
+    /// the other Apple systems, illumos, Windows).
+    pub fn tcp_keepalive_interval(mut self, interval: Option<Duration>) -> Self {
+        self.limits.tcp_keepalive_interval = interval;
+        self
+    }
+
+    /// Unanswered TCP keepalive probes after which the connection is dropped (default
+    /// [`DEFAULT_TCP_KEEPALIVE_RETRIES`], 4; `None` leaves the system's, 9 on Linux). With
+    /// the defaults a peer that vanished is noticed 60 s + 4 x 15 s after it went quiet.
+    /// Applies on the platforms [`tcp_keepalive_interval`](Self::tcp_keepalive_interval) names.
+    pub fn tcp_keepalive_retries(mut self, retries: Option<u32>) -> Self {
+        self.limits.tcp_keepalive_retries = retries;
         self
     }
 
