@@ -20,8 +20,8 @@ use crate::stream::boxed_body;
 
 /// Drives one connection: graceful shutdown when the server stops or the connection has been
 /// idle too long, dropped (closed) when the server forces it. The timers live in a watcher
-/// task of their own, so that the connection's many wake-ups poll only the connection and one
-/// notification, not every timer.
+/// task of their own, so that the connection's many wake-ups poll only the connection and two
+/// flags, not every timer.
 pub(super) async fn drive<C>(
     conn: C,
     registration: &Registration,
@@ -42,20 +42,31 @@ pub(super) async fn drive<C>(
     )));
     tokio::pin!(conn);
     let mut closing = false;
-    loop {
-        tokio::select! {
-            _ = conn.as_mut() => break,
-            _ = shared.close.notified() => {
-                if shared.forced.load(Ordering::Acquire) {
-                    break;
-                }
-                if shared.graceful.swap(false, Ordering::AcqRel) && !closing {
-                    conn.as_mut().begin_graceful_shutdown();
-                    closing = true;
-                }
+    // One hand-written poll: the connection, then the close flags. This runs on every wake-up
+    // of the connection, so it is kept to two atomic loads and a waker registration (a
+    // `Notify` takes its lock on every poll).
+    std::future::poll_fn(|cx| {
+        loop {
+            if conn.as_mut().poll(cx).is_ready() || shared.forced.load(Ordering::Acquire) {
+                return Poll::Ready(());
             }
+            if !closing && shared.graceful.load(Ordering::Acquire) {
+                conn.as_mut().begin_graceful_shutdown();
+                closing = true;
+                // Polled again so that it starts sending its GOAWAY.
+                continue;
+            }
+            shared.close.register(cx.waker());
+            // A flag set between the loads above and the registration woke no one: look again.
+            if shared.forced.load(Ordering::Acquire)
+                || (!closing && shared.graceful.load(Ordering::Acquire))
+            {
+                continue;
+            }
+            return Poll::Pending;
         }
-    }
+    })
+    .await;
     drop(watcher);
 }
 
@@ -268,10 +279,10 @@ pub(super) struct ConnShared {
     idle_since: Mutex<std::time::Instant>,
     /// Wakes the connection's task: to close when `forced`, to shut down gracefully when
     /// `graceful`.
-    pub(super) close: tokio::sync::Notify,
+    close: futures_util::task::AtomicWaker,
     /// The connection must close now.
     forced: AtomicBool,
-    /// The connection should finish its calls and close (taken by the connection's task).
+    /// The connection should finish its calls and close.
     graceful: AtomicBool,
     /// The send progress of each response being sent (with a send timeout only).
     sending: Mutex<Sending>,
@@ -308,7 +319,7 @@ impl ConnShared {
             served: false.into(),
             shed: false.into(),
             idle_since: Mutex::new(std::time::Instant::now()),
-            close: tokio::sync::Notify::new(),
+            close: futures_util::task::AtomicWaker::new(),
             forced: false.into(),
             graceful: false.into(),
             sending: Mutex::new(Sending::default()),
@@ -364,13 +375,34 @@ impl ConnShared {
     /// Closes the connection now.
     pub(super) fn force_close(&self) {
         self.forced.store(true, Ordering::Release);
-        self.close.notify_one();
+        self.close.wake();
     }
 
     /// Asks the connection to finish its calls and close.
     fn ask_graceful(&self) {
         self.graceful.store(true, Ordering::Release);
-        self.close.notify_one();
+        self.close.wake();
+    }
+
+    /// Resolves once the connection has been asked to close, either way: for the work
+    /// before [`drive`] takes over (a TLS or QUIC handshake), from the same task.
+    pub(super) async fn closing(&self) {
+        std::future::poll_fn(|cx| {
+            if self.close_asked() {
+                return Poll::Ready(());
+            }
+            self.close.register(cx.waker());
+            if self.close_asked() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    fn close_asked(&self) -> bool {
+        self.forced.load(Ordering::Acquire) || self.graceful.load(Ordering::Acquire)
     }
 
     pub(super) fn active(&self) -> usize {

@@ -236,7 +236,7 @@ async fn accept_loop(
                     }
                     Err(_) => return,
                 },
-                _ = registration.shared.close.notified() => return,
+                _ = registration.shared.closing() => return,
             };
             let served = served_for(
                 &conn,

@@ -683,7 +683,7 @@ impl Server {
                             }
                             Err(_) => return,
                         },
-                        _ = conn.shared.close.notified() => return,
+                        _ = conn.shared.closing() => return,
                     };
                     let certs =
                         tls.get_ref().1.peer_certificates().map(|c| {
