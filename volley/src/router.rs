@@ -512,8 +512,7 @@ impl Inner {
             parts
                 .headers
                 .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or(""),
+                .map_or(&b""[..], |v| v.as_bytes()),
             &self.codecs,
         );
         let route = match (self.routes.get(parts.uri.path()), &self.fallback) {

@@ -65,27 +65,46 @@ pub(crate) enum Classified {
 }
 
 /// Classifies a request content type (parameters such as `charset` are ignored) against the
-/// accepted `codecs`.
-pub(crate) fn classify(content_type: &str, codecs: &Codecs) -> Classified {
-    let base = content_type.split(';').next().unwrap_or("").trim();
-    // Content types are case-insensitive; nearly every peer sends lowercase, so only an
-    // uppercase one pays for a lowered copy.
-    let base: std::borrow::Cow<'_, str> = if base.bytes().any(|b| b.is_ascii_uppercase()) {
-        base.to_ascii_lowercase().into()
+/// accepted `codecs`. Works on the header's bytes: every name it matches is ASCII, so a value
+/// with other bytes is simply not one of them.
+pub(crate) fn classify(content_type: &(impl AsRef<[u8]> + ?Sized), codecs: &Codecs) -> Classified {
+    let content_type = content_type.as_ref();
+    // Nearly every peer sends the bare lowercase type: matched as it is, before any copy or
+    // scan for parameters, whitespace and case.
+    if let Some(rest) = content_type.strip_prefix(b"application/")
+        && let known @ Classified::Known(_) = classify_subtype(rest, codecs)
+    {
+        return known;
+    }
+    let end = content_type
+        .iter()
+        .position(|&b| b == b';')
+        .unwrap_or(content_type.len());
+    let base = content_type[..end].trim_ascii();
+    let lowered;
+    let base = if base.iter().any(u8::is_ascii_uppercase) {
+        lowered = base.to_ascii_lowercase();
+        &lowered[..]
     } else {
-        base.into()
+        base
     };
-    let Some(rest) = base.strip_prefix("application/") else {
-        return Classified::Unknown;
-    };
-    let (protocol, variant, sub) = if let Some(sub) = rest.strip_prefix("grpc-web-text") {
+    match base.strip_prefix(b"application/") {
+        Some(rest) => classify_subtype(rest, codecs),
+        None => Classified::Unknown,
+    }
+}
+
+/// Classifies what follows `application/` in a content type.
+fn classify_subtype(rest: &[u8], codecs: &Codecs) -> Classified {
+    let codec = |name: &[u8]| std::str::from_utf8(name).ok().and_then(|n| codecs.get(n));
+    let (protocol, variant, sub) = if let Some(sub) = rest.strip_prefix(b"grpc-web-text") {
         (Protocol::GrpcWeb, true, sub)
-    } else if let Some(sub) = rest.strip_prefix("grpc-web") {
+    } else if let Some(sub) = rest.strip_prefix(b"grpc-web") {
         (Protocol::GrpcWeb, false, sub)
-    } else if let Some(sub) = rest.strip_prefix("grpc") {
+    } else if let Some(sub) = rest.strip_prefix(b"grpc") {
         (Protocol::Grpc, false, sub)
-    } else if let Some(sub) = rest.strip_prefix("connect+") {
-        return match codecs.get(sub) {
+    } else if let Some(sub) = rest.strip_prefix(b"connect+") {
+        return match codec(sub) {
             Some(codec) => Classified::Known(ContentType {
                 protocol: Protocol::Connect,
                 codec,
@@ -94,7 +113,7 @@ pub(crate) fn classify(content_type: &str, codecs: &Codecs) -> Classified {
             None => Classified::UnknownCodec(Protocol::Connect),
         };
     } else {
-        return match codecs.get(rest) {
+        return match codec(rest) {
             Some(codec) => Classified::Known(ContentType {
                 protocol: Protocol::Connect,
                 codec,
@@ -104,8 +123,8 @@ pub(crate) fn classify(content_type: &str, codecs: &Codecs) -> Classified {
         };
     };
     let codec = match sub {
-        "" => Some(CodecHandle::Proto),
-        s => s.strip_prefix('+').and_then(|name| codecs.get(name)),
+        b"" => Some(CodecHandle::Proto),
+        s => s.strip_prefix(b"+").and_then(codec),
     };
     match codec {
         Some(codec) => Classified::Known(ContentType {
@@ -113,7 +132,7 @@ pub(crate) fn classify(content_type: &str, codecs: &Codecs) -> Classified {
             codec,
             variant,
         }),
-        None if sub.starts_with('+') => Classified::UnknownCodec(protocol),
+        None if sub.starts_with(b"+") => Classified::UnknownCodec(protocol),
         None => Classified::Unknown,
     }
 }
