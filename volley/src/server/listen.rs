@@ -135,28 +135,14 @@ fn configure_tcp(stream: &TcpStream, limits: &Limits) {
 /// TCP keepalive settings: probes after `idle`, then every `interval`, `retries` of them
 /// unanswered dropping the connection (`None`: the system's; ignored where the platform has
 /// no per-socket setting).
-#[cfg_attr(
-    not(any(
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "fuchsia",
-        target_os = "illumos",
-        target_os = "ios",
-        target_os = "linux",
-        target_os = "macos",
-        target_os = "netbsd",
-        target_os = "tvos",
-        target_os = "watchos",
-        target_os = "windows",
-    )),
-    allow(unused_variables, unused_mut)
-)]
 fn tcp_keepalive(
     idle: std::time::Duration,
     interval: Option<std::time::Duration>,
     retries: Option<u32>,
 ) -> socket2::TcpKeepalive {
-    let mut keepalive = socket2::TcpKeepalive::new().with_time(idle);
+    let keepalive = socket2::TcpKeepalive::new().with_time(idle);
+    // Read only where the platform has per-socket probe settings.
+    let _ = (&interval, &retries);
     #[cfg(any(
         target_os = "android",
         target_os = "freebsd",
@@ -170,13 +156,15 @@ fn tcp_keepalive(
         target_os = "watchos",
         target_os = "windows",
     ))]
-    {
+    let keepalive = {
+        let mut keepalive = keepalive;
         if let Some(interval) = interval {
             keepalive = keepalive.with_interval(interval);
         }
         if let Some(retries) = retries {
             keepalive = keepalive.with_retries(retries);
         }
-    }
+        keepalive
+    };
     keepalive
 }
