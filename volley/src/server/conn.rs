@@ -386,6 +386,7 @@ impl ConnShared {
 
     /// Resolves once the connection has been asked to close, either way: for the work
     /// before [`drive`] takes over (a TLS or QUIC handshake), from the same task.
+    #[cfg(any(feature = "tls", feature = "http3"))]
     pub(super) async fn closing(&self) {
         std::future::poll_fn(|cx| {
             if self.close_asked() {
@@ -401,6 +402,7 @@ impl ConnShared {
         .await
     }
 
+    #[cfg(any(feature = "tls", feature = "http3"))]
     fn close_asked(&self) -> bool {
         self.forced.load(Ordering::Acquire) || self.graceful.load(Ordering::Acquire)
     }
