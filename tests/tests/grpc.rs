@@ -445,3 +445,101 @@ async fn gathered_server_stream_keeps_its_trailers() -> anyhow::Result<()> {
     assert_eq!(reply.trailer("grpc-status"), Some("0"));
     Ok(())
 }
+
+/// The `grpc-status` of a reply: in the trailers, or in the headers of a trailers-only one.
+fn grpc_status(reply: &raw::Reply) -> Option<&str> {
+    reply
+        .trailer("grpc-status")
+        .or_else(|| reply.header("grpc-status"))
+}
+
+/// A unary request carries exactly one message: none, two, or one that does not decode is
+/// refused with its code (unimplemented for the count, as grpc-go and connect-go answer;
+/// invalid argument for the bytes), and a good call on the same connection still works.
+#[tokio::test]
+async fn grpc_unary_needs_exactly_one_message() -> anyhow::Result<()> {
+    let (client, _server) = setup().await?;
+    let one = envelope(0, &echo("one").encode_to_vec());
+    let cases: [(&str, Vec<u8>, &str, &str); 3] = [
+        ("no message", Vec::new(), "12", "zero messages"),
+        (
+            "two messages",
+            [one.clone(), one.clone()].concat(),
+            "12",
+            "multiple messages",
+        ),
+        // Field 1 as a length-delimited string that runs past the end.
+        (
+            "undecodable",
+            envelope(0, &[0x0a, 0x7f, b'x']),
+            "3",
+            "unmarshal",
+        ),
+    ];
+    for http in [Http::H2, Http::H1] {
+        for content_type in ["application/grpc", "application/grpc-web"] {
+            if http == Http::H1 && content_type == "application/grpc" {
+                continue; // gRPC proper needs HTTP/2 trailers
+            }
+            for (what, body, code, message) in &cases {
+                let reply = client
+                    .post(
+                        http,
+                        ECHO_PATH,
+                        &grpc_headers(content_type, &[]),
+                        body.clone(),
+                    )
+                    .await?;
+                let (status, grpc_message) = if content_type == "application/grpc" {
+                    (
+                        grpc_status(&reply).map(str::to_owned),
+                        reply
+                            .trailer("grpc-message")
+                            .or_else(|| reply.header("grpc-message"))
+                            .map(str::to_owned),
+                    )
+                } else {
+                    let envs = parse_envelopes(&reply.body)?;
+                    let trailer = envs
+                        .iter()
+                        .find(|e| e.flags & FLAG_TRAILERS != 0)
+                        .map(|e| parse_trailer_block(&e.data))
+                        .transpose()?;
+                    match trailer {
+                        Some(t) => (
+                            t.get("grpc-status")
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned),
+                            t.get("grpc-message")
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned),
+                        ),
+                        None => (
+                            grpc_status(&reply).map(str::to_owned),
+                            reply.header("grpc-message").map(str::to_owned),
+                        ),
+                    }
+                };
+                assert_eq!(reply.status, StatusCode::OK, "{content_type} {what}");
+                assert_eq!(status.as_deref(), Some(*code), "{content_type} {what}");
+                let grpc_message = grpc_message.unwrap_or_default();
+                assert!(
+                    grpc_message.contains(message),
+                    "{content_type} {what}: grpc-message {grpc_message:?}"
+                );
+            }
+            let reply = client
+                .post(
+                    http,
+                    ECHO_PATH,
+                    &grpc_headers(content_type, &[]),
+                    one.clone(),
+                )
+                .await?;
+            let envs = parse_envelopes(&reply.body)?;
+            assert_eq!(envs[0].flags, 0, "{content_type}");
+            assert_eq!(EchoResponse::decode_from_slice(&envs[0].data)?.text, "one");
+        }
+    }
+    Ok(())
+}

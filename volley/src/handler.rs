@@ -84,11 +84,22 @@ fn call_info(input: &CallInput) -> CallInfo {
 fn single(input: Input, spec: &Spec) -> impl Future<Output = Result<Bytes, Error>> + Send + '_ {
     let mut input = input;
     let mut first = None;
-    std::future::poll_fn(move |cx| match &mut input {
+    std::future::poll_fn(move |cx| poll_single(&mut input, &mut first, spec, cx))
+}
+
+/// Polls `input` for its one message; `first` holds it while the reader is asked whether
+/// another follows.
+fn poll_single(
+    input: &mut Input,
+    first: &mut Option<Bytes>,
+    spec: &Spec,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<Result<Bytes, Error>> {
+    match input {
         Input::Single(bytes) => std::task::Poll::Ready(Ok(std::mem::take(bytes))),
         Input::Envelopes(reader) => loop {
             match std::task::ready!(reader.poll_message(cx)) {
-                Some(Ok(message)) if first.is_none() => first = Some(message),
+                Some(Ok(message)) if first.is_none() => *first = Some(message),
                 Some(Ok(_)) => {
                     return std::task::Poll::Ready(Err(Error::unimplemented(format!(
                         "unary request for {} has multiple messages",
@@ -106,7 +117,7 @@ fn single(input: Input, spec: &Spec) -> impl Future<Output = Result<Bytes, Error
                 }
             }
         },
-    })
+    }
 }
 
 fn into_stream(input: Input) -> RawStream {
@@ -175,6 +186,115 @@ fn finish_single<M: Message>(
         trailers,
         output,
     })
+}
+
+pin_project_lite::pin_project! {
+    /// A unary handler's future, then its response encoded: the hot path's boxed future.
+    /// Written out because an `async` block awaiting the handler's future keeps that future
+    /// twice (as captured and as awaited), more than doubling what is allocated and copied
+    /// per call, and past the size the allocator serves from its per-thread cache.
+    struct Finish<Fut> {
+        #[pin]
+        fut: Fut,
+        codec: CodecHandle,
+    }
+}
+
+impl<Fut, M> Future for Finish<Fut>
+where
+    Fut: Future<Output = Result<Response<M>, Error>>,
+    M: Message,
+{
+    type Output = Result<CallOutput, Error>;
+
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let response = std::task::ready!(this.fut.poll(cx))?;
+        std::task::Poll::Ready(finish_single(this.codec, response, None))
+    }
+}
+
+/// What starting a unary handler takes besides its request message.
+struct Start<F, Req> {
+    f: Arc<F>,
+    codec: CodecHandle,
+    headers: HeaderMap,
+    extensions: Extensions,
+    deadline: Option<Instant>,
+    arrival: crate::peer::Arrival,
+    _request: PhantomData<fn() -> Req>,
+}
+
+pin_project_lite::pin_project! {
+    /// A unary call whose one message is still to be read from its envelopes, then the
+    /// handler's [`Finish`]. Two states of one future rather than an `async` block, which
+    /// would keep the reader and the handler's inputs beside the handler's future for the
+    /// whole call.
+    #[project = ReadThenCallProj]
+    enum ReadThenCall<F, Req, Fut> {
+        Reading {
+            input: Input,
+            first: Option<Bytes>,
+            spec: Spec,
+            start: Option<Start<F, Req>>,
+        },
+        Calling {
+            #[pin]
+            call: Finish<Fut>,
+        },
+    }
+}
+
+impl<F, Fut, Req, Res> Future for ReadThenCall<F, Req, Fut>
+where
+    F: Fn(Request<Req>) -> Fut,
+    Fut: Future<Output = Result<Response<Res>, Error>>,
+    Req: Message,
+    Res: Message,
+{
+    type Output = Result<CallOutput, Error>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        loop {
+            let call = match self.as_mut().project() {
+                ReadThenCallProj::Calling { call } => return call.poll(cx),
+                ReadThenCallProj::Reading {
+                    input,
+                    first,
+                    spec,
+                    start,
+                } => {
+                    let read = std::task::ready!(poll_single(input, first, spec, cx));
+                    // Taken once the message is in: a call polled again after it failed
+                    // finds it gone.
+                    let Some(s) = start.take() else {
+                        return std::task::Poll::Ready(Err(Error::internal(
+                            "a unary call polled after it ended",
+                        )));
+                    };
+                    let message = read.and_then(|bytes| s.codec.decode::<Req>(bytes))?;
+                    Finish {
+                        fut: (s.f)(Request::from_parts(
+                            message,
+                            s.headers,
+                            s.extensions,
+                            s.deadline,
+                            *spec,
+                            s.arrival,
+                        )),
+                        codec: s.codec,
+                    }
+                }
+            };
+            self.set(ReadThenCall::Calling { call });
+        }
+    }
 }
 
 fn finish_stream<M: Message>(
@@ -311,22 +431,31 @@ where
             ..
         } = call;
         if let Input::Single(bytes) = input {
-            // The hot path: decode before boxing, so one future holds only the handler's.
-            let fut = codec.decode::<Req>(bytes).map(|message| {
-                (self.f)(Request::from_parts(
-                    message, headers, extensions, deadline, spec, arrival,
-                ))
-            });
-            return Box::pin(async move { finish_single(&codec, fut?.await?, None) });
+            // The hot path: decode before boxing, so the boxed future holds only the
+            // handler's future and the codec.
+            return match codec.decode::<Req>(bytes) {
+                Ok(message) => Box::pin(Finish {
+                    fut: (self.f)(Request::from_parts(
+                        message, headers, extensions, deadline, spec, arrival,
+                    )),
+                    codec,
+                }),
+                Err(err) => Box::pin(std::future::ready(Err(err))),
+            };
         }
-        let f = self.f.clone();
-        Box::pin(async move {
-            let message = codec.decode::<Req>(single(input, &spec).await?)?;
-            let response = f(Request::from_parts(
-                message, headers, extensions, deadline, spec, arrival,
-            ))
-            .await?;
-            finish_single(&codec, response, None)
+        Box::pin(ReadThenCall::Reading {
+            input,
+            first: None,
+            spec,
+            start: Some(Start {
+                f: self.f.clone(),
+                codec,
+                headers,
+                extensions,
+                deadline,
+                arrival,
+                _request: PhantomData,
+            }),
         })
     }
 }
