@@ -446,11 +446,23 @@ async fn gathered_server_stream_keeps_its_trailers() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `grpc-status` of a reply: in the trailers, or in the headers of a trailers-only one.
-fn grpc_status(reply: &raw::Reply) -> Option<&str> {
-    reply
-        .trailer("grpc-status")
-        .or_else(|| reply.header("grpc-status"))
+/// Where a gRPC or gRPC-Web reply keeps its status: its HTTP trailers, a gRPC-Web trailer
+/// frame at the end of its body, or (trailers-only) its headers.
+fn status_fields(reply: &raw::Reply) -> anyhow::Result<http::HeaderMap> {
+    if let Some(trailers) = reply
+        .trailers
+        .as_ref()
+        .filter(|t| t.contains_key("grpc-status"))
+    {
+        return Ok(trailers.clone());
+    }
+    match parse_envelopes(&reply.body)?
+        .iter()
+        .find(|e| e.flags & FLAG_TRAILERS != 0)
+    {
+        Some(frame) => parse_trailer_block(&frame.data),
+        None => Ok(reply.headers.clone()),
+    }
 }
 
 /// A unary request carries exactly one message: none, two, or one that does not decode is
@@ -490,39 +502,11 @@ async fn grpc_unary_needs_exactly_one_message() -> anyhow::Result<()> {
                         body.clone(),
                     )
                     .await?;
-                let (status, grpc_message) = if content_type == "application/grpc" {
-                    (
-                        grpc_status(&reply).map(str::to_owned),
-                        reply
-                            .trailer("grpc-message")
-                            .or_else(|| reply.header("grpc-message"))
-                            .map(str::to_owned),
-                    )
-                } else {
-                    let envs = parse_envelopes(&reply.body)?;
-                    let trailer = envs
-                        .iter()
-                        .find(|e| e.flags & FLAG_TRAILERS != 0)
-                        .map(|e| parse_trailer_block(&e.data))
-                        .transpose()?;
-                    match trailer {
-                        Some(t) => (
-                            t.get("grpc-status")
-                                .and_then(|v| v.to_str().ok())
-                                .map(str::to_owned),
-                            t.get("grpc-message")
-                                .and_then(|v| v.to_str().ok())
-                                .map(str::to_owned),
-                        ),
-                        None => (
-                            grpc_status(&reply).map(str::to_owned),
-                            reply.header("grpc-message").map(str::to_owned),
-                        ),
-                    }
-                };
+                let fields = status_fields(&reply)?;
+                let field = |name| fields.get(name).and_then(|v| v.to_str().ok());
                 assert_eq!(reply.status, StatusCode::OK, "{content_type} {what}");
-                assert_eq!(status.as_deref(), Some(*code), "{content_type} {what}");
-                let grpc_message = grpc_message.unwrap_or_default();
+                assert_eq!(field("grpc-status"), Some(*code), "{content_type} {what}");
+                let grpc_message = field("grpc-message").unwrap_or_default();
                 assert!(
                     grpc_message.contains(message),
                     "{content_type} {what}: grpc-message {grpc_message:?}"
