@@ -188,22 +188,34 @@ fn finish_single<M: Message>(
     })
 }
 
+fn finish_stream_ok<M: Message>(
+    codec: &CodecHandle,
+    response: Response<ResponseStream<M>>,
+    observers: Option<Observers>,
+) -> Result<CallOutput, Error> {
+    Ok(finish_stream(codec, response, observers))
+}
+
 pin_project_lite::pin_project! {
-    /// A unary handler's future, then its response encoded: the hot path's boxed future.
-    /// Written out because an `async` block awaiting the handler's future keeps that future
-    /// twice (as captured and as awaited), more than doubling what is allocated and copied
-    /// per call, and past the size the allocator serves from its per-thread cache.
-    struct Finish<Fut> {
+    /// A handler's future, then its response made the call's output: every kind's boxed
+    /// future when no interceptor runs. Written out because an `async` block awaiting the
+    /// handler's future keeps that future twice (as captured and as awaited), more than
+    /// doubling what is allocated and copied per call, and past the size the allocator
+    /// serves from its per-thread cache.
+    struct Finish<Fut, Fin> {
         #[pin]
         fut: Fut,
         codec: CodecHandle,
+        // How the response becomes the call's output: `finish_single` for one message,
+        // `finish_stream_ok` for a stream (a function item: no size, a direct call).
+        finish: Fin,
     }
 }
 
-impl<Fut, M> Future for Finish<Fut>
+impl<Fut, R, Fin> Future for Finish<Fut, Fin>
 where
-    Fut: Future<Output = Result<Response<M>, Error>>,
-    M: Message,
+    Fut: Future<Output = Result<R, Error>>,
+    Fin: Fn(&CodecHandle, R, Option<Observers>) -> Result<CallOutput, Error>,
 {
     type Output = Result<CallOutput, Error>;
 
@@ -213,14 +225,15 @@ where
     ) -> std::task::Poll<Self::Output> {
         let this = self.project();
         let response = std::task::ready!(this.fut.poll(cx))?;
-        std::task::Poll::Ready(finish_single(this.codec, response, None))
+        std::task::Poll::Ready((this.finish)(this.codec, response, None))
     }
 }
 
-/// What starting a unary handler takes besides its request message.
-struct Start<F, Req> {
+/// What starting a handler of one request message takes besides that message.
+struct Start<F, Req, Fin> {
     f: Arc<F>,
     codec: CodecHandle,
+    finish: Fin,
     headers: HeaderMap,
     extensions: Extensions,
     deadline: Option<Instant>,
@@ -229,31 +242,31 @@ struct Start<F, Req> {
 }
 
 pin_project_lite::pin_project! {
-    /// A unary call whose one message is still to be read from its envelopes, then the
-    /// handler's [`Finish`]. Two states of one future rather than an `async` block, which
+    /// A call of one request message (unary, server stream) whose message is still to be
+    /// read from its envelopes, then the handler's [`Finish`]. Two states of one future rather than an `async` block, which
     /// would keep the reader and the handler's inputs beside the handler's future for the
     /// whole call.
     #[project = ReadThenCallProj]
-    enum ReadThenCall<F, Req, Fut> {
+    enum ReadThenCall<F, Req, Fut, Fin> {
         Reading {
             input: Input,
             first: Option<Bytes>,
             spec: Spec,
-            start: Option<Start<F, Req>>,
+            start: Option<Start<F, Req, Fin>>,
         },
         Calling {
             #[pin]
-            call: Finish<Fut>,
+            call: Finish<Fut, Fin>,
         },
     }
 }
 
-impl<F, Fut, Req, Res> Future for ReadThenCall<F, Req, Fut>
+impl<F, Fut, Req, R, Fin> Future for ReadThenCall<F, Req, Fut, Fin>
 where
     F: Fn(Request<Req>) -> Fut,
-    Fut: Future<Output = Result<Response<Res>, Error>>,
+    Fut: Future<Output = Result<R, Error>>,
     Req: Message,
-    Res: Message,
+    Fin: Fn(&CodecHandle, R, Option<Observers>) -> Result<CallOutput, Error>,
 {
     type Output = Result<CallOutput, Error>;
 
@@ -289,11 +302,68 @@ where
                             s.arrival,
                         )),
                         codec: s.codec,
+                        finish: s.finish,
                     }
                 }
             };
             self.set(ReadThenCall::Calling { call });
         }
+    }
+}
+
+impl<F, Req, Fut, Fin> ReadThenCall<F, Req, Fut, Fin>
+where
+    F: Fn(Request<Req>) -> Fut,
+    Req: Message,
+{
+    /// The boxed future of a call of one request message without interceptors: a Connect
+    /// unary body is decoded and the handler started at once, enveloped input is read first.
+    fn start<R>(f: &Arc<F>, call: CallInput, finish: Fin) -> HandlerFuture
+    where
+        F: Send + Sync + 'static,
+        Fut: Future<Output = Result<R, Error>> + Send + 'static,
+        Fin: Fn(&CodecHandle, R, Option<Observers>) -> Result<CallOutput, Error> + Send + 'static,
+        Req: 'static,
+    {
+        let CallInput {
+            headers,
+            extensions,
+            deadline,
+            input,
+            spec,
+            arrival,
+            codec,
+            ..
+        } = call;
+        if let Input::Single(bytes) = input {
+            // The hot path: decode before boxing, so the boxed future holds only the
+            // handler's future and the codec.
+            return match codec.decode::<Req>(bytes) {
+                Ok(message) => Box::pin(Finish {
+                    fut: f(Request::from_parts(
+                        message, headers, extensions, deadline, spec, arrival,
+                    )),
+                    codec,
+                    finish,
+                }),
+                Err(err) => Box::pin(std::future::ready(Err(err))),
+            };
+        }
+        Box::pin(ReadThenCall::Reading {
+            input,
+            first: None,
+            spec,
+            start: Some(Start {
+                f: f.clone(),
+                codec,
+                finish,
+                headers,
+                extensions,
+                deadline,
+                arrival,
+                _request: PhantomData,
+            }),
+        })
     }
 }
 
@@ -401,61 +471,25 @@ where
     Res: Message,
 {
     fn call(&self, call: CallInput) -> HandlerFuture {
+        let Some(chain) = call.interceptors.clone() else {
+            return ReadThenCall::start(&self.f, call, finish_single::<Res>);
+        };
         let codec = call.codec.clone();
-        if let Some(chain) = call.interceptors.clone() {
-            let info = call_info(&call);
-            let f = self.f.clone();
-            let CallInput {
-                headers,
-                extensions,
-                input,
-                spec,
-                arrival,
-                ..
-            } = call;
-            return Box::pin(async move {
-                let message = codec.decode::<Req>(single(input, &spec).await?)?;
-                let response =
-                    intercepted_unary(f, chain, info, headers, extensions, arrival, message)
-                        .await?;
-                finish_single(&codec, response, None)
-            });
-        }
+        let info = call_info(&call);
+        let f = self.f.clone();
         let CallInput {
             headers,
             extensions,
-            deadline,
             input,
             spec,
             arrival,
             ..
         } = call;
-        if let Input::Single(bytes) = input {
-            // The hot path: decode before boxing, so the boxed future holds only the
-            // handler's future and the codec.
-            return match codec.decode::<Req>(bytes) {
-                Ok(message) => Box::pin(Finish {
-                    fut: (self.f)(Request::from_parts(
-                        message, headers, extensions, deadline, spec, arrival,
-                    )),
-                    codec,
-                }),
-                Err(err) => Box::pin(std::future::ready(Err(err))),
-            };
-        }
-        Box::pin(ReadThenCall::Reading {
-            input,
-            first: None,
-            spec,
-            start: Some(Start {
-                f: self.f.clone(),
-                codec,
-                headers,
-                extensions,
-                deadline,
-                arrival,
-                _request: PhantomData,
-            }),
+        Box::pin(async move {
+            let message = codec.decode::<Req>(single(input, &spec).await?)?;
+            let response =
+                intercepted_unary(f, chain, info, headers, extensions, arrival, message).await?;
+            finish_single(&codec, response, None)
         })
     }
 }
@@ -468,9 +502,11 @@ where
     Res: Message,
 {
     fn call(&self, call: CallInput) -> HandlerFuture {
+        let Some(chain) = call.interceptors.clone() else {
+            return ReadThenCall::start(&self.f, call, finish_stream_ok::<Res>);
+        };
         let codec = call.codec.clone();
-        let chain = call.interceptors.clone();
-        let info = chain.as_ref().map(|_| call_info(&call));
+        let info = call_info(&call);
         let CallInput {
             mut headers,
             mut extensions,
@@ -481,17 +517,6 @@ where
             ..
         } = call;
         let f = self.f.clone();
-        let (Some(chain), Some(info)) = (chain, info) else {
-            // No interceptors: a future holding nothing for them.
-            return Box::pin(async move {
-                let message = codec.decode::<Req>(single(input, &spec).await?)?;
-                let response = f(Request::from_parts(
-                    message, headers, extensions, deadline, spec, arrival,
-                ))
-                .await?;
-                Ok(finish_stream(&codec, response, None))
-            });
-        };
         Box::pin(async move {
             // The open hooks run first: a refusal means the handler never runs.
             let observers = Observers::start(&chain, info, &mut headers, &mut extensions).await?;
@@ -518,16 +543,13 @@ where
 
 /// The shared driver of the two kinds whose input is a stream: hands the handler a
 /// [`Streaming`] request, then turns its response into output with `finish`.
-fn call_with_stream<F, Fut, Req, R>(
-    f: &Arc<F>,
-    call: CallInput,
-    finish: fn(&CodecHandle, R, Option<Observers>) -> Result<CallOutput, Error>,
-) -> HandlerFuture
+fn call_with_stream<F, Fut, Req, R, Fin>(f: &Arc<F>, call: CallInput, finish: Fin) -> HandlerFuture
 where
     F: Fn(Request<Streaming<Req>>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<R, Error>> + Send + 'static,
     Req: Message,
     R: Send + 'static,
+    Fin: Fn(&CodecHandle, R, Option<Observers>) -> Result<CallOutput, Error> + Send + 'static,
 {
     let codec = call.codec.clone();
     let chain = call.interceptors.clone();
@@ -546,7 +568,7 @@ where
         let fut = f(Request::from_parts(
             stream, headers, extensions, deadline, spec, arrival,
         ));
-        return Box::pin(async move { finish(&codec, fut.await?, None) });
+        return Box::pin(Finish { fut, codec, finish });
     };
     let f = f.clone();
     Box::pin(async move {
@@ -586,8 +608,6 @@ where
     Res: Message,
 {
     fn call(&self, call: CallInput) -> HandlerFuture {
-        call_with_stream(&self.f, call, |codec, response, observers| {
-            Ok(finish_stream::<Res>(codec, response, observers))
-        })
+        call_with_stream(&self.f, call, finish_stream_ok::<Res>)
     }
 }
