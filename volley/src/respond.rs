@@ -199,7 +199,11 @@ impl http_body::Body for ResponseBody {
             }
             break;
         }
-        let chunk = this.batch.take();
+        let chunk = if this.done {
+            this.batch.take_last()
+        } else {
+            this.batch.take()
+        };
         Poll::Ready(chunk.map(|chunk| Ok(Frame::data(this.content_type.body_chunk(chunk)))))
     }
 

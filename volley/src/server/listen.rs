@@ -4,8 +4,9 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::Limits;
@@ -85,6 +86,74 @@ pub(super) enum Accepting {
 pub(super) enum Accepted {
     Tcp(TcpStream, SocketAddr),
     Other(Box<dyn Io>, Option<SocketAddr>),
+}
+
+/// An accepted connection's byte stream, as the HTTP stack serves it: one type for every
+/// transport, so hyper's HTTP/1.1 and HTTP/2 code is compiled once (per stream type it would
+/// be another ~70 KiB of machine code each). TCP stays concrete, with no dynamic dispatch on
+/// the common path; TLS and other listeners' streams are boxed.
+pub(super) enum Stream {
+    Tcp(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<tokio_rustls::server::TlsStream<Box<dyn Io>>>),
+    Other(Box<dyn Io>),
+}
+
+/// Forwards one `AsyncRead` / `AsyncWrite` call to whichever stream `$self` holds.
+macro_rules! forward {
+    ($self:ident, $io:ident => $call:expr) => {
+        match $self.get_mut() {
+            Stream::Tcp($io) => $call,
+            #[cfg(feature = "tls")]
+            Stream::Tls($io) => $call,
+            Stream::Other($io) => $call,
+        }
+    };
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        forward!(self, io => Pin::new(io).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        forward!(self, io => Pin::new(io).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        forward!(self, io => Pin::new(io).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Tcp(io) => io.is_write_vectored(),
+            #[cfg(feature = "tls")]
+            Self::Tls(io) => io.is_write_vectored(),
+            Self::Other(io) => io.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        forward!(self, io => Pin::new(io).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        forward!(self, io => Pin::new(io).poll_shutdown(cx))
+    }
 }
 
 impl Accepted {

@@ -20,7 +20,7 @@ use crate::Router;
 #[cfg(feature = "tls")]
 use crate::request::PeerCertificates;
 use conn::{Dispatch, Served, Tracker, drive};
-use listen::{Accepted, Accepting};
+use listen::{Accepted, Accepting, Stream};
 pub use listen::{Io, Listener};
 
 #[cfg(feature = "tls")]
@@ -481,7 +481,7 @@ impl Server {
         router: Router,
         signal: impl Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
-        self.run(Dispatch::Router(router), signal).await
+        self.run(Dispatch::Router(router), Box::pin(signal)).await
     }
 
     /// Serves any tower service over HTTP until the process ends: a [`Router`] behind
@@ -541,13 +541,15 @@ impl Server {
         B::Data: Into<bytes::Bytes> + bytes::Buf,
         B::Error: Into<crate::BoxError>,
     {
-        self.run(Dispatch::service(service), signal).await
+        self.run(Dispatch::service(service), Box::pin(signal)).await
     }
 
+    /// The accept loop and graceful stop. Not generic (the signal is boxed), so it is compiled
+    /// once, in this crate, whatever the signal and the runtime that drives it.
     async fn run(
         self,
         dispatch: Dispatch,
-        signal: impl Future<Output = ()> + Send,
+        mut signal: std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>,
     ) -> std::io::Result<()> {
         let mut listener = match self.listen {
             Listen::Addr(addr) => Accepting::Tcp(TcpListener::bind(addr).await?),
@@ -605,7 +607,6 @@ impl Server {
                 limits,
             )?
         };
-        tokio::pin!(signal);
         let mut last_warning: Option<std::time::Instant> = None;
         'accept: loop {
             let accepted = tokio::select! {
@@ -702,17 +703,15 @@ impl Server {
                         connection,
                         ..served
                     };
-                    serve_io(builder, TokioIo::new(tls), served, conn, stop, limits).await;
+                    let io = Stream::Tls(Box::new(tls));
+                    serve_io(builder, io, served, conn, stop, limits).await;
                     return;
                 }
-                match accepted {
-                    Accepted::Tcp(tcp, _) => {
-                        serve_io(builder, TokioIo::new(tcp), served, conn, stop, limits).await;
-                    }
-                    Accepted::Other(io, _) => {
-                        serve_io(builder, TokioIo::new(io), served, conn, stop, limits).await;
-                    }
-                }
+                let io = match accepted {
+                    Accepted::Tcp(tcp, _) => Stream::Tcp(tcp),
+                    Accepted::Other(io, _) => Stream::Other(io),
+                };
+                serve_io(builder, io, served, conn, stop, limits).await;
             });
         }
         drop(listener);
@@ -752,19 +751,16 @@ impl Server {
 /// Serves one connection until it ends. Boxed outside any `async` block, so that the
 /// connection task's `Send` check sees concrete types (a generic stream type inside the
 /// spawned block trips a compiler limitation with higher-ranked lifetimes).
-fn serve_io<I>(
+fn serve_io(
     builder: Arc<auto::Builder<TokioExecutor>>,
-    io: I,
+    io: Stream,
     served: Served,
     conn: conn::Registration,
     stop: tokio::sync::watch::Receiver<bool>,
     limits: Limits,
-) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
+) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(async move {
-        let http = builder.serve_connection_with_upgrades(io, served);
+        let http = builder.serve_connection_with_upgrades(TokioIo::new(io), served);
         drive(http, &conn, stop, &limits).await;
     })
 }
