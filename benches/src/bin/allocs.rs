@@ -3,8 +3,9 @@
 //!
 //! - `e2e`: a Volley client calling a Volley server over loopback TCP (gRPC, h2c) in one
 //!   current-thread runtime, so client and server allocations are counted together;
-//! - `server`: the router alone, called in process with prebuilt HTTP requests (gRPC framing)
-//!   whose response bodies are drained frame by frame.
+//! - `server`: the router alone, called in process with prebuilt HTTP requests (gRPC framing,
+//!   and Connect unary for `unary-echo-connect`) whose response bodies are drained frame by
+//!   frame.
 //!
 //! Requests are built before counting starts, so what is counted is the framework's work (and
 //! the handlers', which are the benchmark's own: see `volley_impl`). Each case warms up, then
@@ -174,10 +175,20 @@ fn grpc_request(path: &str, body: &Bytes) -> http::Request<volley::Body> {
         .expect("request")
 }
 
+fn connect_request(path: &str, body: &Bytes) -> http::Request<volley::Body> {
+    http::Request::post(path)
+        .header("content-type", "application/proto")
+        .header("connect-protocol-version", "1")
+        .body(volley::boxed_body(http_body_util::Full::new(body.clone())))
+        .expect("request")
+}
+
 async fn server_only(name: &str, router: &Router, calls: u64) {
     use buffa::Message as _;
+    let connect = name.ends_with("-connect");
     let (path, body) = match name {
         "unary-echo" => ("Echo", fixtures::envelope(&fixtures::echo_bytes())),
+        "unary-echo-connect" => ("Echo", fixtures::echo_bytes()),
         "unary-ingest-owned" | "unary-ingest-view" => {
             ("Ingest", fixtures::envelope(&fixtures::ingest_bytes()))
         }
@@ -194,20 +205,32 @@ async fn server_only(name: &str, router: &Router, calls: u64) {
     let path = format!("/bench.v1.BenchService/{path}");
     let body = Bytes::from(body);
     for round in [WARMUP, calls] {
-        let mut requests: Vec<_> = (0..round).map(|_| grpc_request(&path, &body)).collect();
+        let build = if connect {
+            connect_request
+        } else {
+            grpc_request
+        };
+        let mut requests: Vec<_> = (0..round).map(|_| build(&path, &body)).collect();
         let start = Start::now();
         while let Some(request) = requests.pop() {
             let response = router.handle(request).await;
             assert_eq!(response.status(), 200);
             let mut body = response.into_body();
             let mut status = None;
+            let mut data = 0;
             while let Some(frame) = body.frame().await {
                 let frame = frame.expect("a response frame");
                 if let Some(trailers) = frame.trailers_ref() {
                     status = trailers.get("grpc-status").cloned();
                 }
+                data += frame.data_ref().map_or(0, |d| d.len());
             }
-            assert_eq!(status.as_ref().map(|s| s.as_bytes()), Some(&b"0"[..]));
+            if connect {
+                // A Connect unary answer is the bare message: no envelope, no trailers.
+                assert!(status.is_none() && data > fixtures::ECHO_PAYLOAD);
+            } else {
+                assert_eq!(status.as_ref().map(|s| s.as_bytes()), Some(&b"0"[..]));
+            }
         }
         if round == calls {
             start.report("server", name, calls);
@@ -252,7 +275,7 @@ fn main() {
             )
             .await;
         }
-        for case in cases {
+        for case in cases.iter().copied().chain(["unary-echo-connect"]) {
             let viewed = case.ends_with("-view");
             server_only(case, if viewed { &view } else { &owned }, calls).await;
         }
