@@ -97,7 +97,10 @@ impl Fallback {
 
 #[derive(Clone)]
 struct Inner {
-    routes: HashMap<&'static str, Route, PathHash>,
+    /// Each procedure's index in `table`: a call holds its route by index, so its future owns
+    /// everything it needs (the router included) without borrowing from a caller.
+    routes: HashMap<&'static str, usize, PathHash>,
+    table: Vec<Route>,
     fallback: Option<Fallback>,
     compression: Registry,
     /// The codecs accepted, by name.
@@ -176,6 +179,7 @@ impl Router {
         Self {
             inner: Arc::new(Inner {
                 routes: HashMap::default(),
+                table: Vec::new(),
                 fallback: None,
                 compression: Registry::default(),
                 codecs: Codecs::default(),
@@ -198,13 +202,10 @@ impl Router {
     }
 
     fn route(mut self, spec: Spec, handler: impl ErasedHandler) -> Self {
-        self.inner_mut().routes.insert(
-            spec.procedure,
-            Route {
-                spec,
-                handler: Arc::new(handler),
-            },
-        );
+        self.inner_mut().insert(Route {
+            spec,
+            handler: Arc::new(handler),
+        });
         self
     }
 
@@ -289,9 +290,10 @@ impl Router {
     /// Merges another router's routes into this one (this router's options are kept; its
     /// [fallback](Self::fallback) too, or else the other's).
     pub fn merge(mut self, other: Router) -> Self {
-        let routes = other.inner.routes.clone();
         let inner = self.inner_mut();
-        inner.routes.extend(routes);
+        for route in &other.inner.table {
+            inner.insert(route.clone());
+        }
         if inner.fallback.is_none() {
             inner.fallback = other.inner.fallback.clone();
         }
@@ -377,7 +379,7 @@ impl Router {
 
     /// The registered procedures' specs, sorted by path.
     pub fn specs(&self) -> Vec<Spec> {
-        let mut specs: Vec<Spec> = self.inner.routes.values().map(|r| r.spec).collect();
+        let mut specs: Vec<Spec> = self.inner.table.iter().map(|r| r.spec).collect();
         specs.sort_by_key(|s| s.procedure);
         specs
     }
@@ -387,21 +389,23 @@ impl Router {
         &self,
         request: http::Request<Body>,
     ) -> impl Future<Output = http::Response<Body>> + Send + '_ {
-        self.handle_on(request, None)
+        self.clone().handle_on(request, None)
     }
 
     /// Handles one HTTP request that arrived on `connection` (the built-in server's, handed
     /// over directly rather than as a request extension).
     ///
     /// The head is read here, before the future exists, so that the future holds only what
-    /// the call still needs (816 bytes, where an `async fn` held the request's parts twice
-    /// over in 2.8 KB): the server boxes it for every call, so its size is memory held per
-    /// call in flight.
+    /// the call still needs (an `async fn` held the request's parts twice over in 2.8 KB). The
+    /// future owns the router rather than borrowing it, so a caller can box it as it is,
+    /// without an `async` block around it that would keep the request beside it: the server
+    /// boxes one per call, and a box over 1,032 bytes misses glibc's per-thread cache and costs
+    /// several times as much to allocate and free.
     pub(crate) fn handle_on(
-        &self,
+        self,
         request: http::Request<Body>,
         connection: Option<Arc<crate::ConnectionInfo>>,
-    ) -> impl Future<Output = http::Response<Body>> + Send + '_ {
+    ) -> impl Future<Output = http::Response<Body>> + Send + 'static {
         use futures_util::future::Either;
         let origin = match &self.inner.cors {
             Some(_) => request.headers().get(http::header::ORIGIN).cloned(),
@@ -415,14 +419,60 @@ impl Router {
             // Boxed: the rarer path's state would otherwise make every call's future larger.
             Routed::Get(route, parts, arrival) => {
                 Either::Right(Either::Left(Box::pin(async move {
-                    let mut response = self.inner.connect_get(&route, parts, arrival).await;
-                    self.inner.decorate(origin, &mut response);
+                    let inner = &*self.inner;
+                    let mut response = inner
+                        .connect_get(inner.resolve(&route), parts, arrival)
+                        .await;
+                    inner.decorate(origin, &mut response);
                     response
                 })))
             }
-            Routed::Call(prepared) => {
-                Either::Right(Either::Right(self.inner.run(prepared, origin)))
-            }
+            Routed::Call(prepared) => Either::Right(Either::Right(self.run(prepared, origin))),
+        }
+    }
+
+    /// Answers an accepted POST: reads its body (a unary Connect one whole, an enveloped one
+    /// as the handler asks), runs its handler, writes its response.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an `async fn` keeps its argument and the binding it moves into both in its state: twice the request's parts in every call's future"
+    )]
+    fn run(
+        self,
+        p: Prepared,
+        origin: Option<HeaderValue>,
+    ) -> impl Future<Output = http::Response<Body>> + Send + 'static {
+        async move {
+            let inner = &*self.inner;
+            // The read's result is unwrapped in the statement that reads it: a named result
+            // would keep its slot (near 300 bytes) in this future beside the handler's.
+            let input = match if p.ct.is_unenveloped() {
+                inner
+                    .read_unary_body(p.body, p.head.request_compression.as_ref())
+                    .await
+                    .map(Input::Single)
+            } else {
+                let source =
+                    FrameSource::new(p.body, inner.receive_limit, p.ct.is_text(), body_error)
+                        .with_budget(inner.budget.as_ref());
+                Ok(Input::Envelopes(FrameReader::new(
+                    source,
+                    p.head.request_compression.clone(),
+                    inner.receive_limit,
+                    0,
+                )))
+            } {
+                Ok(input) => input,
+                Err(err) => {
+                    let mut response = p.ct.immediate_error(&err);
+                    inner.decorate(origin, &mut response);
+                    return response;
+                }
+            };
+            let route = inner.resolve(&p.route);
+            let mut response = inner.call(route, p.ct, p.head, p.parts, input).await;
+            inner.decorate(origin, &mut response);
+            response
         }
     }
 }
@@ -442,9 +492,11 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let router = self.clone();
-        let request = request.map(boxed_body);
-        Box::pin(async move { Ok(router.handle(request).await) })
+        Box::pin(
+            self.clone()
+                .handle_on(request.map(boxed_body), None)
+                .map(Ok),
+        )
     }
 }
 
@@ -458,36 +510,25 @@ struct Head {
     deadline: Option<Instant>,
 }
 
-/// A route found in the table, or the fallback's, made for this request.
-enum RouteRef<'r> {
-    Table(&'r Route),
+/// A route found in the table (its index there), or the fallback's, made for this request.
+enum RouteKey {
+    Table(usize),
     Fallback(Route),
 }
 
-impl std::ops::Deref for RouteRef<'_> {
-    type Target = Route;
-
-    fn deref(&self) -> &Route {
-        match self {
-            RouteRef::Table(route) => route,
-            RouteRef::Fallback(route) => route,
-        }
-    }
-}
-
 /// What a request's head decides, before any of its body is read.
-enum Routed<'r> {
+enum Routed {
     /// Answered without a handler: a preflight, an unknown procedure, a refused head.
     Answered(http::Response<Body>),
     /// A Connect GET, the message in the query.
-    Get(RouteRef<'r>, http::request::Parts, Arrival),
+    Get(RouteKey, http::request::Parts, Arrival),
     /// A POST for a handler.
-    Call(Prepared<'r>),
+    Call(Prepared),
 }
 
 /// A POST whose head has been read and accepted.
-struct Prepared<'r> {
-    route: RouteRef<'r>,
+struct Prepared {
+    route: RouteKey,
     ct: ContentType,
     head: Head,
     parts: (HeaderMap, http::Extensions, Arrival),
@@ -495,13 +536,31 @@ struct Prepared<'r> {
 }
 
 impl Inner {
+    /// Registers `route`, replacing a route of the same procedure.
+    fn insert(&mut self, route: Route) {
+        match self.routes.get(route.spec.procedure) {
+            Some(&index) => self.table[index] = route,
+            None => {
+                self.routes.insert(route.spec.procedure, self.table.len());
+                self.table.push(route);
+            }
+        }
+    }
+
+    fn resolve<'a>(&'a self, key: &'a RouteKey) -> &'a Route {
+        match key {
+            RouteKey::Table(index) => &self.table[*index],
+            RouteKey::Fallback(route) => route,
+        }
+    }
+
     /// Reads the request's head: the route, the protocol and codec, the encodings and the
     /// deadline. Synchronous, so that none of the request's parts outlive it in a future.
     fn route(
         &self,
         request: http::Request<Body>,
         connection: Option<Arc<crate::ConnectionInfo>>,
-    ) -> Routed<'_> {
+    ) -> Routed {
         if request.method() == Method::OPTIONS
             && let Some(cors) = &self.cors
         {
@@ -516,17 +575,17 @@ impl Inner {
             &self.codecs,
         );
         let route = match (self.routes.get(parts.uri.path()), &self.fallback) {
-            (Some(route), _) => RouteRef::Table(route),
+            (Some(&index), _) => RouteKey::Table(index),
             (None, Some(fallback)) => {
                 parts.extensions.insert(parts.uri.clone());
-                RouteRef::Fallback(fallback.route(&classified))
+                RouteKey::Fallback(fallback.route(&classified))
             }
             (None, None) => {
                 let err = Error::unimplemented(format!("unknown procedure {}", parts.uri.path()));
                 return Routed::Answered(classified.or_fallback().not_found(&err));
             }
         };
-        let spec = route.spec;
+        let spec = self.resolve(&route).spec;
         let arrival = Arrival::of(&parts, connection);
         let get_allowed =
             spec.stream_type == StreamType::Unary && spec.idempotency == Idempotency::NoSideEffects;
@@ -562,48 +621,6 @@ impl Inner {
     fn decorate(&self, origin: Option<HeaderValue>, response: &mut http::Response<Body>) {
         if let (Some(cors), Some(origin)) = (&self.cors, origin) {
             cors.decorate(&origin, response.headers_mut());
-        }
-    }
-
-    /// Answers an accepted POST: reads its body (a unary Connect one whole, an enveloped one
-    /// as the handler asks), runs its handler, writes its response.
-    #[expect(
-        clippy::manual_async_fn,
-        reason = "an `async fn` keeps its argument and the binding it moves into both in its state: twice the request's parts in every call's future"
-    )]
-    fn run<'a>(
-        &'a self,
-        p: Prepared<'a>,
-        origin: Option<HeaderValue>,
-    ) -> impl Future<Output = http::Response<Body>> + Send + 'a {
-        async move {
-            // The read's result is unwrapped in the statement that reads it: a named result
-            // would keep its slot (near 300 bytes) in this future beside the handler's.
-            let input = match if p.ct.is_unenveloped() {
-                self.read_unary_body(p.body, p.head.request_compression.as_ref())
-                    .await
-                    .map(Input::Single)
-            } else {
-                let source =
-                    FrameSource::new(p.body, self.receive_limit, p.ct.is_text(), body_error)
-                        .with_budget(self.budget.as_ref());
-                Ok(Input::Envelopes(FrameReader::new(
-                    source,
-                    p.head.request_compression.clone(),
-                    self.receive_limit,
-                    0,
-                )))
-            } {
-                Ok(input) => input,
-                Err(err) => {
-                    let mut response = p.ct.immediate_error(&err);
-                    self.decorate(origin, &mut response);
-                    return response;
-                }
-            };
-            let mut response = self.call(&p.route, p.ct, p.head, p.parts, input).await;
-            self.decorate(origin, &mut response);
-            response
         }
     }
 

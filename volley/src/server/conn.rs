@@ -657,17 +657,22 @@ impl Served {
             }
             extensions.insert(crate::ConnectionInfo::clone(&connection));
         }
-        Box::pin(async move {
-            let response = match dispatch {
-                Dispatch::Router(router) => router.handle_on(request, Some(connection)).await,
-                Dispatch::Service(service) => service(request).await,
-            };
+        // The router's future is boxed as it is, with no `async` block around it that would
+        // hold the request beside it (and push the box past glibc's per-thread cache).
+        use futures_util::FutureExt as _;
+        let response = match dispatch {
+            Dispatch::Router(router) => {
+                futures_util::future::Either::Left(router.handle_on(request, Some(connection)))
+            }
+            Dispatch::Service(service) => futures_util::future::Either::Right(service(request)),
+        };
+        Box::pin(response.map(move |response| {
             response.map(|body| ServedBody {
                 body,
                 watch: watch.map(|conn| conn.watch()),
                 _guard: guard,
             })
-        })
+        }))
     }
 }
 

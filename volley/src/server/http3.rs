@@ -102,7 +102,7 @@ fn with_alt_svc(dispatch: Dispatch, port: u16) -> Dispatch {
         let value = value.clone();
         Box::pin(async move {
             let mut response = match dispatch {
-                Dispatch::Router(router) => router.handle(request).await,
+                Dispatch::Router(router) => router.handle_on(request, None).await,
                 Dispatch::Service(service) => service(request).await,
             };
             response
