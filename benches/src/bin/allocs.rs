@@ -167,18 +167,13 @@ async fn e2e(name: &str, client: &Bench, calls: u64) {
     }
 }
 
-fn grpc_request(path: &str, body: &Bytes) -> http::Request<volley::Body> {
-    http::Request::post(path)
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(volley::boxed_body(http_body_util::Full::new(body.clone())))
-        .expect("request")
-}
-
-fn connect_request(path: &str, body: &Bytes) -> http::Request<volley::Body> {
-    http::Request::post(path)
-        .header("content-type", "application/proto")
-        .header("connect-protocol-version", "1")
+/// A POST of `body` to `path` with the protocol's two request headers.
+fn request(path: &str, body: &Bytes, headers: [(&str, &str); 2]) -> http::Request<volley::Body> {
+    let mut builder = http::Request::post(path);
+    for (name, value) in headers {
+        builder = builder.header(name, value);
+    }
+    builder
         .body(volley::boxed_body(http_body_util::Full::new(body.clone())))
         .expect("request")
 }
@@ -205,12 +200,15 @@ async fn server_only(name: &str, router: &Router, calls: u64) {
     let path = format!("/bench.v1.BenchService/{path}");
     let body = Bytes::from(body);
     for round in [WARMUP, calls] {
-        let build = if connect {
-            connect_request
+        let headers = if connect {
+            [
+                ("content-type", "application/proto"),
+                ("connect-protocol-version", "1"),
+            ]
         } else {
-            grpc_request
+            [("content-type", "application/grpc"), ("te", "trailers")]
         };
-        let mut requests: Vec<_> = (0..round).map(|_| build(&path, &body)).collect();
+        let mut requests: Vec<_> = (0..round).map(|_| request(&path, &body, headers)).collect();
         let start = Start::now();
         while let Some(request) = requests.pop() {
             let response = router.handle(request).await;
